@@ -1,0 +1,1 @@
+//! veil-audit: verification of Veil evidence chains for auditors.

