@@ -75,8 +75,11 @@ pub fn frame_layout(data: &[u8]) -> FrameOutcome {
     let slack = layout.validate().map_or(0, |n| n.saturating_add(SLACK));
     let buf_len = (buf_len as usize).min(MAX_BUF).min(slack.max(SLACK));
 
-    let mut buf: Vec<u8> =
-        if tail.is_empty() { vec![0x5A; buf_len] } else { tail.iter().copied().cycle().take(buf_len).collect() };
+    let mut buf: Vec<u8> = if tail.is_empty() {
+        vec![0x5A; buf_len]
+    } else {
+        tail.iter().copied().cycle().take(buf_len).collect()
+    };
     let original = buf.clone();
 
     let validated = layout.validate();
@@ -127,7 +130,8 @@ pub fn frame_layout(data: &[u8]) -> FrameOutcome {
     }
 
     {
-        let mut f = FrameMut::new_checked(&mut buf, layout).expect("FrameMut must accept what Frame accepted");
+        let mut f =
+            FrameMut::new_checked(&mut buf, layout).expect("FrameMut must accept what Frame accepted");
         assert_eq!((f.layout(), f.width(), f.height(), f.format()), (layout, w, h, format));
         assert_eq!(f.as_frame().as_bytes().len(), needed);
         let bpp = format.bytes_per_pixel() as usize;

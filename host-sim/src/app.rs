@@ -12,9 +12,17 @@ use crate::cli::{AnonymiseArgs, Cli, Command, DetectorChoice, InfoArgs, PrepareA
 use crate::detectors::{self, AnyDetector, Decoder, DetectorOptions};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::modelprep::{self, CENTERFACE_FILE, RETINAFACE_FILE};
+use crate::modelprep::{self, CENTERFACE_FILE, CLP_FILE, RETINAFACE_FILE};
 use crate::report::{hex, Failure, StreamFile, Summary};
 use crate::{io_image, io_video};
+
+/// `println!` that ignores a closed standard output (e.g. `veil info | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 
 /// Run a parsed command line. Messages go to standard error; `--json` output to standard out.
 pub fn run(cli: Cli) -> Result<()> {
@@ -46,7 +54,7 @@ pub fn open_detector(a: &AnonymiseArgs) -> Result<AnyDetector> {
         // Slightly below the pipeline's own threshold, which decides.
         min_score: (f32::from(min) / 65535.0 - 1e-4).max(0.0),
     };
-    detectors::open(a.detector, &opts)
+    detectors::open_for(a.detector, &opts, config.filter.enabled)
 }
 
 fn progress_style(bar: bool) -> ProgressStyle {
@@ -136,12 +144,18 @@ fn anonymise(a: &AnonymiseArgs) -> Result<()> {
                 Err(e) => {
                     multi.suspend(|| eprintln!("veil: error: {e}"));
                     summary.failed += 1;
-                    summary.failures.push(Failure { input: job.input.display().to_string(), error: e.to_string() });
+                    summary
+                        .failures
+                        .push(Failure { input: job.input.display().to_string(), error: e.to_string() });
                 }
             }
             files.inc(1);
         }
         files.finish_and_clear();
+        for p in engine.finish_reports()? {
+            summary.outputs.push(p.display().to_string());
+        }
+        // Everything is written; the window keeps the last frame on screen.
         if let Some(p) = preview.as_mut() {
             p.hold(a.preview_hold);
         }
@@ -156,7 +170,7 @@ fn anonymise(a: &AnonymiseArgs) -> Result<()> {
     summary.seconds = secs;
     summary.fps = if secs > 0.0 { summary.stats.frames as f64 / secs } else { 0.0 };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
     } else if !a.quiet {
         let s = &summary.stats;
         let outcomes: Vec<String> = s.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -191,7 +205,10 @@ fn open_preview_if(a: &AnonymiseArgs, jobs: &[Job]) -> Result<Option<PreviewWind
         return Ok(None);
     }
     if !jobs.iter().any(|j| j.kind == Kind::Video) {
-        return Err(Error::usage("--preview", "the preview shows videos and webcams; no video among the inputs"));
+        return Err(Error::usage(
+            "--preview",
+            "the preview shows videos and webcams; no video among the inputs",
+        ));
     }
     PreviewWindow::open("veil preview").map(Some)
 }
@@ -269,22 +286,43 @@ fn info(i: &InfoArgs) -> Result<()> {
         Err(e) => e.to_string(),
     };
     let dir = models_dir(&i.models_dir);
-    let mut dets = vec![DetectorInfo {
-        name: "builtin",
-        available: false,
-        model: None,
-        model_id: None,
-        note: "veil_core::nn::BuiltinDetector is not part of this build yet".into(),
+    let builtin = veil_core::nn::Model::parse(detectors::BUILTIN_FACE)
+        .and_then(|f| veil_core::nn::Model::parse(detectors::BUILTIN_PLATE).map(|p| (f.id(), p.id())));
+    let mut dets = vec![match builtin {
+        Ok((face, plate)) => DetectorInfo {
+            name: "builtin",
+            available: true,
+            model: Some("models/int8/retinaface-mnet025.vlnn + models/int8/clp-det.vlnn (built in)".into()),
+            model_id: Some(format!("face {} plate {}", hex(&face), hex(&plate))),
+            note: "int8 engine, no set-up".into(),
+        },
+        Err(e) => DetectorInfo {
+            name: "builtin",
+            available: false,
+            model: None,
+            model_id: None,
+            note: format!("built-in model blob unusable: {e}"),
+        },
     }];
-    for (name, file, dec) in
-        [("centerface", CENTERFACE_FILE, Decoder::CenterFace), ("retinaface", RETINAFACE_FILE, Decoder::RetinaFace)]
-    {
+    for (name, file, dec) in [
+        ("centerface", CENTERFACE_FILE, Decoder::CenterFace),
+        ("retinaface", RETINAFACE_FILE, Decoder::RetinaFace),
+        ("clp-det", CLP_FILE, Decoder::ClpDet),
+    ] {
         let path = dir.join(file);
-        let (available, model_id, note) = match std::fs::read(&path) {
+        let canonical = std::fs::read(&path)
+            .map_err(|e| Error::io(&path, e))
+            .and_then(|b| detectors::canonical_model(dec, b));
+        let (available, model_id, note) = match canonical {
+            Err(Error::Model { msg, .. }) => (false, None, format!("unusable model: {msg}")),
             Ok(bytes) => (
                 ort_status == "loaded",
                 Some(hex(&detectors::model_id(dec, &bytes))),
-                if ort_status == "loaded" { "ready".to_string() } else { "needs the ONNX Runtime library".into() },
+                if ort_status == "loaded" {
+                    "ready".to_string()
+                } else {
+                    "needs the ONNX Runtime library".into()
+                },
             ),
             Err(_) => (false, None, Error::ModelMissing { path: path.clone() }.to_string()),
         };
@@ -296,21 +334,24 @@ fn info(i: &InfoArgs) -> Result<()> {
         ort_status,
         models_dir: dir.display().to_string(),
         detectors: dets,
-        features: [cfg!(feature = "camera").then_some("camera"), cfg!(feature = "preview").then_some("preview")]
-            .into_iter()
-            .flatten()
-            .collect(),
+        features: [
+            cfg!(feature = "camera").then_some("camera"),
+            cfg!(feature = "preview").then_some("preview"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     if i.json {
-        println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
         return Ok(());
     }
-    println!("veil {}", info.version);
-    println!("ONNX Runtime: {} ({})", info.ort_library, info.ort_status);
-    println!("models: {}", info.models_dir);
-    println!("detectors:");
+    outln!("veil {}", info.version);
+    outln!("ONNX Runtime: {} ({})", info.ort_library, info.ort_status);
+    outln!("models: {}", info.models_dir);
+    outln!("detectors:");
     for d in &info.detectors {
-        println!(
+        outln!(
             "  {:<11} {:<13} {}{}",
             d.name,
             if d.available { "available" } else { "unavailable" },
@@ -318,7 +359,7 @@ fn info(i: &InfoArgs) -> Result<()> {
             d.note
         );
     }
-    println!("features: {}", info.features.join(", "));
+    outln!("features: {}", info.features.join(", "));
     Ok(())
 }
 
@@ -326,7 +367,7 @@ fn prepare(p: &PrepareArgs) -> Result<()> {
     let pypi = p.pypi_dir.clone().unwrap_or_else(|| detectors::repo_cache("pypi"));
     let out = models_dir(&p.models_dir);
     for f in modelprep::prepare_models(&pypi, &out)? {
-        println!("{}", f.display());
+        outln!("{}", f.display());
     }
     Ok(())
 }
@@ -337,5 +378,6 @@ pub fn detector_name(c: DetectorChoice) -> &'static str {
         DetectorChoice::Builtin => "builtin",
         DetectorChoice::Centerface => "centerface",
         DetectorChoice::Retinaface => "retinaface",
+        DetectorChoice::ClpDet => "clp-det",
     }
 }

@@ -20,8 +20,9 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, IoContext, Result};
 
 /// Extensions handled as video (through ffmpeg).
-pub const VIDEO_EXTENSIONS: &[&str] =
-    &["mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts", "flv", "wmv", "3gp", "ogv"];
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts", "flv", "wmv", "3gp", "ogv",
+];
 
 /// Marker in temporary file names.
 pub const TEMP_MARKER: &str = ".veil-tmp";
@@ -143,7 +144,10 @@ pub fn plan(inputs: &[PathBuf], output: Option<&Path>, opts: &PlanOptions) -> Re
     };
     for i in inputs {
         if !i.exists() {
-            return Err(Error::io(i, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
+            return Err(Error::io(
+                i,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            ));
         }
     }
     let out_abs = output.map(resolve);
@@ -151,7 +155,10 @@ pub fn plan(inputs: &[PathBuf], output: Option<&Path>, opts: &PlanOptions) -> Re
     if let Some(out) = &out_abs {
         for d in &input_dirs {
             if out.starts_with(d) && !opts.allow_inside_input {
-                return Err(Error::InsideInput { output: output.unwrap_or(out).to_path_buf(), input: d.clone() });
+                return Err(Error::InsideInput {
+                    output: output.unwrap_or(out).to_path_buf(),
+                    input: d.clone(),
+                });
             }
         }
     }
@@ -160,32 +167,43 @@ pub fn plan(inputs: &[PathBuf], output: Option<&Path>, opts: &PlanOptions) -> Re
     let mut plan = Plan::default();
     let mut seen_out = HashSet::new();
     let mut input_files = HashSet::new();
-    let mut add = |plan: &mut Plan, input: PathBuf, rel: String, kind: Kind, out_file: Option<PathBuf>| -> Result<()> {
-        if let Some((i, n)) = opts.shard {
-            if shard_of(&rel, n) != i {
-                plan.other_shards += 1;
-                return Ok(());
+    let mut add =
+        |plan: &mut Plan, input: PathBuf, rel: String, kind: Kind, out_file: Option<PathBuf>| -> Result<()> {
+            if let Some((i, n)) = opts.shard {
+                if shard_of(&rel, n) != i {
+                    plan.other_shards += 1;
+                    return Ok(());
+                }
             }
-        }
-        if let Some(o) = &out_file {
-            if !seen_out.insert(resolve(o)) {
-                return Err(Error::DuplicateOutput { path: o.clone() });
+            if let Some(o) = &out_file {
+                if !seen_out.insert(resolve(o)) {
+                    return Err(Error::DuplicateOutput { path: o.clone() });
+                }
             }
-        }
-        input_files.insert(resolve(&input));
-        plan.jobs.push(Job { input, output: out_file, rel, kind });
-        Ok(())
-    };
+            input_files.insert(resolve(&input));
+            plan.jobs.push(Job { input, output: out_file, rel, kind });
+            Ok(())
+        };
     if single_file {
         let input = inputs[0].clone();
         let kind = kind_of(&input).unwrap_or(Kind::Image); // sniffed when decoding
         let name = input.file_name().map(PathBuf::from).unwrap_or_default();
-        let out_file = output.map(|o| if o.is_dir() || o.as_os_str().to_string_lossy().ends_with('/') { o.join(&name) } else { o.to_path_buf() });
+        let out_file = output.map(|o| {
+            if o.is_dir() || o.as_os_str().to_string_lossy().ends_with('/') {
+                o.join(&name)
+            } else {
+                o.to_path_buf()
+            }
+        });
         add(&mut plan, input, rel_string(&name), kind, out_file)?;
     } else {
         for input in inputs {
             if input.is_dir() {
-                let prefix = if single_dir { PathBuf::new() } else { input.file_name().map(PathBuf::from).unwrap_or_default() };
+                let prefix = if single_dir {
+                    PathBuf::new()
+                } else {
+                    input.file_name().map(PathBuf::from).unwrap_or_default()
+                };
                 let mut files = Vec::new();
                 walk(input, Path::new(""), out_abs.as_deref(), &mut files)?;
                 for rel in files {
@@ -263,7 +281,10 @@ pub fn check_output(dest: &Path, force: bool) -> Result<()> {
         return Err(Error::OutputExists { path: dest.to_path_buf() });
     }
     if dest.is_dir() {
-        return Err(Error::io(dest, std::io::Error::new(std::io::ErrorKind::IsADirectory, "output is a folder")));
+        return Err(Error::io(
+            dest,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "output is a folder"),
+        ));
     }
     Ok(())
 }
@@ -314,8 +335,11 @@ mod tests {
         }
         assert_eq!(counts.iter().sum::<usize>(), 200);
         assert!(counts.iter().all(|c| *c > 40), "{counts:?}");
-        // A fixed value, so a change of hash is noticed (machines must agree).
-        assert_eq!(shard_of("a/b.png", 1000), shard_of("a/b.png", 1000));
+        // Fixed values (computed independently with Python's hashlib), so a change of hash is
+        // noticed: every machine of a split must agree.
+        assert_eq!(shard_of("a/b.png", 1000), 800);
+        assert_eq!(shard_of("photos/2024/x.jpg", 1000), 632);
+        assert_eq!(shard_of("photos/2024/x.jpg", 3), 0);
     }
 
     #[test]

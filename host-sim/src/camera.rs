@@ -14,7 +14,12 @@ use crate::error::{Error, Result};
 
 /// Run the webcam. Returns the recording's path, if any.
 #[cfg(feature = "camera")]
-pub fn run(index: u32, a: &AnonymiseArgs, engine: &mut Engine, multi: &MultiProgress) -> Result<Option<PathBuf>> {
+pub fn run(
+    index: u32,
+    a: &AnonymiseArgs,
+    engine: &mut Engine,
+    multi: &MultiProgress,
+) -> Result<Option<PathBuf>> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
@@ -41,10 +46,11 @@ pub fn run(index: u32, a: &AnonymiseArgs, engine: &mut Engine, multi: &MultiProg
             return Err(cam_err(format!("no such camera ({} does not exist)", dev.display())));
         }
     }
-    let formats = [FrameFormat::YUYV, FrameFormat::NV12, FrameFormat::MJPEG, FrameFormat::GRAY, FrameFormat::RAWRGB];
+    let formats =
+        [FrameFormat::YUYV, FrameFormat::NV12, FrameFormat::MJPEG, FrameFormat::GRAY, FrameFormat::RAWRGB];
     let req = RequestedFormat::with_formats(RequestedFormatType::AbsoluteHighestFrameRate, &formats);
-    let mut cam =
-        nokhwa::Camera::new(CameraIndex::Index(index), req).map_err(|e| cam_err(format!("cannot open: {e}")))?;
+    let mut cam = nokhwa::Camera::new(CameraIndex::Index(index), req)
+        .map_err(|e| cam_err(format!("cannot open: {e}")))?;
     cam.open_stream().map_err(|e| cam_err(format!("cannot start streaming: {e}")))?;
     let fmt = cam.camera_format();
     let fps = fmt.frame_rate().max(1);
@@ -100,9 +106,6 @@ pub fn run(index: u32, a: &AnonymiseArgs, engine: &mut Engine, multi: &MultiProg
                 (ff, layout, &mut rgb[..])
             };
             let r = stream.process(bytes, layout, &Timing::Live(start))?;
-            if let Some(e) = &r.detector_error {
-                multi.suspend(|| eprintln!("veil: {source}: detector failed, frame redacted whole: {e}"));
-            }
             if let Some(tmp) = tmp {
                 if writer.is_none() {
                     writer = Some(FrameWriter::spawn(tmp, ff, layout.width, layout.height, (fps, 1), None)?);

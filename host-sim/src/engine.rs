@@ -67,7 +67,8 @@ impl Engine {
     pub fn new(detector: AnyDetector, config: Config, every: u32) -> Result<Self> {
         // Validate once up front (the per-stream pipelines are built the same way).
         let mut d = detector;
-        Pipeline::<&mut AnyDetector, CAPACITY>::new(&mut d, config.clone()).map_err(|e| Error::Config(e.to_string()))?;
+        Pipeline::<&mut AnyDetector, CAPACITY>::new(&mut d, config.clone())
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Engine {
             detector: d,
             config,
@@ -113,8 +114,19 @@ impl Engine {
     /// Start a new input: fresh tracks, the chain continues.
     pub fn stream(&mut self, source: &str) -> Result<Stream<'_>> {
         let Engine { detector, config, chain, every, boxes, evidence, stats } = self;
-        let pipeline = Pipeline::resume(detector, config.clone(), *chain).map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Stream { pipeline, chain, every: *every, boxes, evidence, stats, source: source.to_string(), index: 0 })
+        let pipeline =
+            Pipeline::resume(detector, config.clone(), *chain).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Stream {
+            pipeline,
+            chain,
+            every: *every,
+            boxes,
+            evidence,
+            stats,
+            source: source.to_string(),
+            index: 0,
+            failed_closed: 0,
+        })
     }
 }
 
@@ -128,6 +140,7 @@ pub struct Stream<'e> {
     stats: &'e mut Stats,
     source: String,
     index: u64,
+    failed_closed: u64,
 }
 
 impl Stream<'_> {
@@ -135,12 +148,16 @@ impl Stream<'_> {
     pub fn frames(&self) -> u64 {
         self.index
     }
+    /// Frames that failed closed (redacted whole) so far.
+    pub fn failed_closed(&self) -> u64 {
+        self.failed_closed
+    }
 
     /// Redact `buf` (a frame of `layout`) in place and record it.
     pub fn process(&mut self, buf: &mut [u8], layout: Layout, timing: &Timing) -> Result<FrameResult> {
         let frame = FrameMut::new_checked(buf, layout)
             .map_err(|e| Error::Frame { path: self.source.clone().into(), msg: e.to_string() })?;
-        let detect = self.index % u64::from(self.every) == 0;
+        let detect = self.index.is_multiple_of(u64::from(self.every));
         let record = match timing {
             Timing::Synthetic(t) => {
                 let t = *t;
@@ -154,8 +171,25 @@ impl Stream<'_> {
             }
         };
         *self.chain = self.pipeline.chain();
-        let detector_error =
-            if record.outcome == Outcome::FailDetector { self.pipeline.detector().take_error() } else { None };
+        let detector_error = if record.outcome == Outcome::FailDetector {
+            self.pipeline.detector().take_error()
+        } else {
+            None
+        };
+        if record.outcome.is_fail_closed() {
+            self.failed_closed += 1;
+            if self.failed_closed == 1 {
+                let why = detector_error.as_deref().unwrap_or("");
+                eprintln!(
+                    "veil: {}: frame {}: {}, whole frame redacted{}{}",
+                    self.source,
+                    self.index,
+                    record.outcome.name(),
+                    if why.is_empty() { "" } else { ": " },
+                    why
+                );
+            }
+        }
         let result = FrameResult {
             record,
             detected: detect,

@@ -30,10 +30,13 @@ fn decode_err(path: &Path, e: impl std::fmt::Display) -> Error {
 pub fn process_image(input: &Path, dest: Option<&Path>, stream: &mut Stream<'_>) -> Result<u64> {
     let bytes = std::fs::read(input).at(input)?;
     let reader = ImageReader::new(Cursor::new(&bytes)).with_guessed_format().at(input)?;
-    let format = reader
-        .format()
-        .or_else(|| ImageFormat::from_path(input).ok())
-        .ok_or_else(|| Error::Unsupported { path: input.to_path_buf(), why: "unknown image format".into() })?;
+    let format = reader.format().or_else(|| ImageFormat::from_path(input).ok()).ok_or_else(|| {
+        Error::Unsupported { path: input.to_path_buf(), why: "unknown image format".into() }
+    })?;
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(&bytes) {
+        // The JPEG decoder conceals a missing tail with grey; a cut file is an error here.
+        return Err(decode_err(input, "truncated JPEG (no end-of-image marker after the last scan)"));
+    }
     if format == ImageFormat::Gif {
         return process_gif(input, &bytes, dest, stream);
     }
@@ -42,9 +45,28 @@ pub fn process_image(input: &Path, dest: Option<&Path>, stream: &mut Stream<'_>)
     let img = reader.decode().map_err(|e| decode_err(input, e))?;
     let out = redact_image(img, input, stream, &Timing::Synthetic(0))?;
     if let Some(dest) = dest {
-        encode(&out, format, dest)?;
+        encode(&out, output_format(dest, format), dest)?;
     }
     Ok(1)
+}
+
+/// True when the end-of-image marker follows the last start-of-scan (entropy-coded data never
+/// holds `FF D9`, since a data byte `FF` is stuffed as `FF 00`).
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
+/// The format to write: the output's extension when it names a format the `image` crate writes
+/// (an explicit `-o photo.png` for a JPEG input), else the input's format.
+pub fn output_format(dest: &Path, input: ImageFormat) -> ImageFormat {
+    match ImageFormat::from_path(dest) {
+        Ok(f) if f.writing_enabled() => f,
+        _ => input,
+    }
 }
 
 fn encode(img: &DynamicImage, format: ImageFormat, dest: &Path) -> Result<()> {
@@ -55,15 +77,22 @@ fn encode(img: &DynamicImage, format: ImageFormat, dest: &Path) -> Result<()> {
         ImageFormat::Jpeg if img.color().has_alpha() => DynamicImage::ImageRgb8(img.to_rgb8()),
         _ => img.clone(),
     };
-    img.write_to(&mut w, format).map_err(|e| Error::Encode { path: dest.to_path_buf(), msg: e.to_string() })?;
+    img.write_to(&mut w, format)
+        .map_err(|e| Error::Encode { path: dest.to_path_buf(), msg: e.to_string() })?;
     let f = w.into_inner().map_err(|e| Error::io(dest, e.into_error()))?;
     f.sync_all().at(dest)
 }
 
 /// Run one decoded image through the pipeline and give back the redacted image, same type.
-pub fn redact_image(img: DynamicImage, path: &Path, stream: &mut Stream<'_>, timing: &Timing) -> Result<DynamicImage> {
+pub fn redact_image(
+    img: DynamicImage,
+    path: &Path,
+    stream: &mut Stream<'_>,
+    timing: &Timing,
+) -> Result<DynamicImage> {
     let (w, h) = (img.width(), img.height());
-    let frame_err = |e: veil_core::frame::FrameError| Error::Frame { path: path.to_path_buf(), msg: e.to_string() };
+    let frame_err =
+        |e: veil_core::frame::FrameError| Error::Frame { path: path.to_path_buf(), msg: e.to_string() };
     match img {
         DynamicImage::ImageLuma8(mut g) => {
             let layout = Layout::new(PixelFormat::Gray8, w, h);
@@ -78,7 +107,10 @@ pub fn redact_image(img: DynamicImage, path: &Path, stream: &mut Stream<'_>, tim
             Ok(DynamicImage::ImageRgb8(rgb))
         }
         DynamicImage::ImageLumaA8(mut la) => {
-            let mut p = Prepared { buf: la.pixels().map(|p| p.0[0]).collect(), layout: Layout::new(PixelFormat::Gray8, w, h) };
+            let mut p = Prepared {
+                buf: la.pixels().map(|p| p.0[0]).collect(),
+                layout: Layout::new(PixelFormat::Gray8, w, h),
+            };
             p.layout.validate().map_err(frame_err)?;
             stream.process(&mut p.buf, p.layout, timing)?;
             for (px, v) in la.pixels_mut().zip(p.buf) {
@@ -170,7 +202,11 @@ fn write_back_deep(img: DynamicImage, rgb: &RgbImage, area: &[Rect]) -> DynamicI
             for (x, y, p) in i.enumerate_pixels_mut() {
                 if inside(x, y) {
                     let c = px(x, y);
-                    p.0[..3].copy_from_slice(&[c[0] as f32 / 255.0, c[1] as f32 / 255.0, c[2] as f32 / 255.0]);
+                    p.0[..3].copy_from_slice(&[
+                        c[0] as f32 / 255.0,
+                        c[1] as f32 / 255.0,
+                        c[2] as f32 / 255.0,
+                    ]);
                 }
             }
             DynamicImage::ImageRgba32F(i)
@@ -208,4 +244,20 @@ fn process_gif(input: &Path, bytes: &[u8], dest: Option<&Path>, stream: &mut Str
         enc.encode_frames(out).map_err(|e| Error::Encode { path: dest.to_path_buf(), msg: e.to_string() })?;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_completeness() {
+        let mut ok = vec![0xFF, 0xD8, 0xFF, 0xDA, 0, 1, 0xFF, 0, 5, 0xFF, 0xD9];
+        assert!(jpeg_is_complete(&ok));
+        ok.truncate(8);
+        assert!(!jpeg_is_complete(&ok));
+        // A thumbnail's EOI before the main scan does not count.
+        assert!(!jpeg_is_complete(&[0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 1, 2]));
+        assert!(!jpeg_is_complete(&[]));
+    }
 }

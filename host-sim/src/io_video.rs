@@ -56,7 +56,8 @@ impl Probe {
     /// Expected number of frames (container count, else duration × rate).
     pub fn expected_frames(&self) -> Option<u64> {
         self.frames.or_else(|| {
-            self.duration.map(|d| (d * f64::from(self.fps_num) / f64::from(self.fps_den.max(1))).round() as u64)
+            self.duration
+                .map(|d| (d * f64::from(self.fps_num) / f64::from(self.fps_den.max(1))).round() as u64)
         })
     }
 }
@@ -74,7 +75,9 @@ pub fn probe(path: &Path) -> Result<Probe> {
         .arg(path)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| ff_err(path, format!("cannot run ffprobe ({e}); install ffmpeg (`cargo xtask setup`)")))?;
+        .map_err(|e| {
+            ff_err(path, format!("cannot run ffprobe ({e}); install ffmpeg (`cargo xtask setup`)"))
+        })?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(Error::Decode { path: path.to_path_buf(), msg: format!("ffprobe: {msg}") });
@@ -89,7 +92,12 @@ pub fn probe(path: &Path) -> Result<Probe> {
     let dim = |k: &str| video[k].as_u64().filter(|v| *v > 0 && *v <= 16_384).map(|v| v as u32);
     let (mut width, mut height) = match (dim("width"), dim("height")) {
         (Some(w), Some(h)) => (w, h),
-        _ => return Err(Error::Decode { path: path.to_path_buf(), msg: "video stream has no valid size".into() }),
+        _ => {
+            return Err(Error::Decode {
+                path: path.to_path_buf(),
+                msg: "video stream has no valid size".into(),
+            })
+        }
     };
     let rotation = video["side_data_list"]
         .as_array()
@@ -104,7 +112,8 @@ pub fn probe(path: &Path) -> Result<Probe> {
         .and_then(parse_rate)
         .or_else(|| video["r_frame_rate"].as_str().and_then(parse_rate))
         .unwrap_or((25, 1));
-    let num = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<f64>().ok()).filter(|f| f.is_finite());
+    let num =
+        |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<f64>().ok()).filter(|f| f.is_finite());
     Ok(Probe {
         width,
         height,
@@ -123,8 +132,8 @@ pub fn probe(path: &Path) -> Result<Probe> {
 /// the size does not suit the subsampled formats.
 pub fn pixel_format(want: VideoFormat, w: u32, h: u32) -> (&'static str, PixelFormat) {
     match want {
-        VideoFormat::Nv12 if w % 2 == 0 && h % 2 == 0 => ("nv12", PixelFormat::Nv12),
-        VideoFormat::Yuyv422 if w % 2 == 0 => ("yuyv422", PixelFormat::Yuyv422),
+        VideoFormat::Nv12 if w.is_multiple_of(2) && h.is_multiple_of(2) => ("nv12", PixelFormat::Nv12),
+        VideoFormat::Yuyv422 if w.is_multiple_of(2) => ("yuyv422", PixelFormat::Yuyv422),
         _ => ("rgb24", PixelFormat::Rgb888),
     }
 }
@@ -154,12 +163,24 @@ impl FrameReader {
         let mut child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
             .arg(path)
-            .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"])
+            .args([
+                "-map",
+                "0:v:0",
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                pix_fmt,
+                "pipe:1",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| ff_err(path, format!("cannot run ffmpeg ({e}); install ffmpeg (`cargo xtask setup`)")))?;
+            .map_err(|e| {
+                ff_err(path, format!("cannot run ffmpeg ({e}); install ffmpeg (`cargo xtask setup`)"))
+            })?;
         let stdout = child.stdout.take().ok_or_else(|| ff_err(path, "no stdout pipe"))?;
         let stderr = child.stderr.take().map(drain);
         Ok(FrameReader { path: path.to_path_buf(), child, stdout, stderr })
@@ -180,7 +201,10 @@ impl FrameReader {
             return Ok(false);
         }
         if got < buf.len() {
-            return Err(Error::Decode { path: self.path.clone(), msg: "truncated frame at the end of the stream".into() });
+            return Err(Error::Decode {
+                path: self.path.clone(),
+                msg: "truncated frame at the end of the stream".into(),
+            });
         }
         Ok(true)
     }
@@ -242,7 +266,14 @@ fn encoder_for(codec: &str) -> Option<&'static str> {
 impl FrameWriter {
     /// Start encoding `w × h` frames of `pix_fmt` at `fps` into `out`, copying the other
     /// streams and metadata of `source`.
-    pub fn spawn(out: &Path, pix_fmt: &str, w: u32, h: u32, fps: (u32, u32), source: Option<Source<'_>>) -> Result<Self> {
+    pub fn spawn(
+        out: &Path,
+        pix_fmt: &str,
+        w: u32,
+        h: u32,
+        fps: (u32, u32),
+        source: Option<Source<'_>>,
+    ) -> Result<Self> {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]);
         if let Some(s) = &source {
@@ -250,12 +281,27 @@ impl FrameWriter {
                 cmd.args(["-itsoffset", &format!("{:.6}", s.probe.start_time)]);
             }
         }
-        cmd.args(["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", &format!("{w}x{h}")])
-            .args(["-framerate", &format!("{}/{}", fps.0, fps.1), "-i", "pipe:0"]);
+        cmd.args(["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", &format!("{w}x{h}")]).args([
+            "-framerate",
+            &format!("{}/{}", fps.0, fps.1),
+            "-i",
+            "pipe:0",
+        ]);
         match &source {
             Some(s) => {
                 cmd.arg("-i").arg(s.path);
-                cmd.args(["-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", "-map_metadata", "1", "-map_chapters", "1"]);
+                cmd.args([
+                    "-map",
+                    "0:v:0",
+                    "-map",
+                    "1:a?",
+                    "-map",
+                    "1:s?",
+                    "-map_metadata",
+                    "1",
+                    "-map_chapters",
+                    "1",
+                ]);
                 cmd.args(["-c:a", "copy", "-c:s", "copy"]);
                 if let Some(enc) = encoder_for(&s.probe.codec) {
                     cmd.args(["-c:v", enc]);
@@ -272,12 +318,10 @@ impl FrameWriter {
             cmd.args(["-q:v", "2"]);
         }
         cmd.arg(out);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| ff_err(out, format!("cannot run ffmpeg ({e}); install ffmpeg (`cargo xtask setup`)")))?;
+        let mut child =
+            cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| {
+                ff_err(out, format!("cannot run ffmpeg ({e}); install ffmpeg (`cargo xtask setup`)"))
+            })?;
         let stdin = child.stdin.take();
         let stderr = child.stderr.take().map(drain);
         Ok(FrameWriter { path: out.to_path_buf(), child, stdin, stderr })
@@ -286,9 +330,9 @@ impl FrameWriter {
     /// Send one frame.
     pub fn write_frame(&mut self, bytes: &[u8]) -> Result<()> {
         match self.stdin.as_mut() {
-            Some(s) => s.write_all(bytes).map_err(|e| {
-                ff_err(&self.path, format!("encoder stopped accepting frames ({e})"))
-            }),
+            Some(s) => s
+                .write_all(bytes)
+                .map_err(|e| ff_err(&self.path, format!("encoder stopped accepting frames ({e})"))),
             None => Err(ff_err(&self.path, "encoder closed")),
         }
     }
@@ -299,7 +343,10 @@ impl FrameWriter {
         let status = self.child.wait().map_err(|e| Error::io(&self.path, e))?;
         let err = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         if !status.success() {
-            return Err(Error::Encode { path: self.path.clone(), msg: format!("ffmpeg: {}", first_lines(&err)) });
+            return Err(Error::Encode {
+                path: self.path.clone(),
+                msg: format!("ffmpeg: {}", first_lines(&err)),
+            });
         }
         Ok(())
     }
@@ -331,7 +378,8 @@ pub fn process_video(
     let probe = probe(input)?;
     let (ff_fmt, format) = pixel_format(want, probe.width, probe.height);
     let layout = Layout::new(format, probe.width, probe.height);
-    let len = layout.required_len().map_err(|e| Error::Frame { path: input.to_path_buf(), msg: e.to_string() })?;
+    let len =
+        layout.required_len().map_err(|e| Error::Frame { path: input.to_path_buf(), msg: e.to_string() })?;
     if let Some(n) = probe.expected_frames() {
         progress.set_length(n);
     }

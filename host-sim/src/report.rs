@@ -201,7 +201,8 @@ impl StreamFile {
     }
     /// Append one JSON value and a newline.
     pub fn write_json_line<T: Serialize>(&mut self, v: &T) -> Result<()> {
-        let mut line = serde_json::to_vec(v).map_err(|e| Error::Encode { path: self.dest.clone(), msg: e.to_string() })?;
+        let mut line = serde_json::to_vec(v)
+            .map_err(|e| Error::Encode { path: self.dest.clone(), msg: e.to_string() })?;
         line.push(b'\n');
         self.write(&line)
     }

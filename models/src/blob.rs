@@ -7,7 +7,7 @@ use crate::quant::{QModel, QOp};
 use crate::{Error, ModelSpec};
 
 fn pad_to(v: &mut Vec<u8>, align: usize) {
-    while v.len() % align != 0 {
+    while !v.len().is_multiple_of(align) {
         v.push(0);
     }
 }

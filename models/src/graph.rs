@@ -120,7 +120,8 @@ enum Sym {
 impl Graph {
     /// Lower an ONNX model.
     pub fn from_onnx(m: &onnx::Model) -> Result<Graph, Error> {
-        let inits: HashMap<&str, &onnx::Tensor> = m.initializers.iter().map(|t| (t.name.as_str(), t)).collect();
+        let inits: HashMap<&str, &onnx::Tensor> =
+            m.initializers.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut alias: HashMap<String, String> = HashMap::new();
         let resolve = |alias: &HashMap<String, String>, n: &str| -> String {
             let mut n = n.to_string();
@@ -129,8 +130,13 @@ impl Graph {
             }
             n
         };
-        let input = m.inputs.iter().find(|i| !inits.contains_key(i.name.as_str())).ok_or(Error::Graph("no input".into()))?;
-        let mut g = Graph { tensors: Vec::new(), nodes: Vec::new(), levels: Vec::new(), n_points: 0, anchors: 0 };
+        let input = m
+            .inputs
+            .iter()
+            .find(|i| !inits.contains_key(i.name.as_str()))
+            .ok_or(Error::Graph("no input".into()))?;
+        let mut g =
+            Graph { tensors: Vec::new(), nodes: Vec::new(), levels: Vec::new(), n_points: 0, anchors: 0 };
         g.tensors.push(TensorInfo { name: input.name.clone(), channels: 3, stride_log2: 0 });
         let mut sym: HashMap<String, Sym> = HashMap::new();
         sym.insert(input.name.clone(), Sym::T(0));
@@ -155,7 +161,10 @@ impl Graph {
                 "Shape" | "Gather" | "Unsqueeze" | "Cast" | "Slice" | "Constant" => {}
                 "Conv" => {
                     let Some(Sym::T(x)) = get(&sym, 0) else { return Err(err("input is not an activation")) };
-                    let wt = ins.get(1).and_then(|w| inits.get(w.as_str())).ok_or_else(|| err("weights not constant"))?;
+                    let wt = ins
+                        .get(1)
+                        .and_then(|w| inits.get(w.as_str()))
+                        .ok_or_else(|| err("weights not constant"))?;
                     let groups = n.int("group", 1) as usize;
                     let ks = n.ints("kernel_shape");
                     let strides = n.ints("strides");
@@ -184,7 +193,9 @@ impl Graph {
                         return Err(err("channel/group mismatch"));
                     }
                     let b = match ins.get(2).filter(|s| !s.is_empty()) {
-                        Some(bn) => inits.get(bn.as_str()).ok_or_else(|| err("bias not constant"))?.floats.clone(),
+                        Some(bn) => {
+                            inits.get(bn.as_str()).ok_or_else(|| err("bias not constant"))?.floats.clone()
+                        }
                         None => vec![0.0; cout],
                     };
                     if b.len() != cout || wt.floats.len() != cout * cin_g * k * k {
@@ -211,7 +222,8 @@ impl Graph {
                 }
                 "BatchNormalization" => {
                     let Some(Sym::T(x)) = get(&sym, 0) else { return Err(err("input is not an activation")) };
-                    let p = |i: usize| ins.get(i).and_then(|s| inits.get(s.as_str())).map(|t| t.floats.clone());
+                    let p =
+                        |i: usize| ins.get(i).and_then(|s| inits.get(s.as_str())).map(|t| t.floats.clone());
                     let (Some(sc), Some(bi), Some(mu), Some(var)) = (p(1), p(2), p(3), p(4)) else {
                         return Err(err("parameters not constant"));
                     };
@@ -235,10 +247,13 @@ impl Graph {
                     alias.insert(out, g.tensors[x].name.clone());
                 }
                 "Relu" | "LeakyRelu" => {
-                    let act = if n.op_type == "Relu" { Act::Relu } else { Act::Leaky(n.float("alpha", 0.01)) };
+                    let act =
+                        if n.op_type == "Relu" { Act::Relu } else { Act::Leaky(n.float("alpha", 0.01)) };
                     let Some(Sym::T(x)) = get(&sym, 0) else { return Err(err("input is not an activation")) };
                     let only_use = uses.get(&ins[0]).copied() == Some(1);
-                    let Some(&pi) = producer_node.get(&x) else { return Err(err("no producer to fuse into")) };
+                    let Some(&pi) = producer_node.get(&x) else {
+                        return Err(err("no producer to fuse into"));
+                    };
                     let slot = match g.nodes.get_mut(pi) {
                         Some(Node::Conv { act, .. }) | Some(Node::Concat { act, .. }) => act,
                         _ => return Err(err("no producer to fuse into")),
@@ -263,12 +278,17 @@ impl Graph {
                         _ => return Err(err("unsupported operands")),
                     };
                     let (ta, tb) = (&g.tensors[a], &g.tensors[b]);
-                    if ta.channels != tb.channels || !(tb.stride_log2 == ta.stride_log2 || tb.stride_log2 == ta.stride_log2 + 1)
+                    if ta.channels != tb.channels
+                        || !(tb.stride_log2 == ta.stride_log2 || tb.stride_log2 == ta.stride_log2 + 1)
                     {
                         return Err(err("operand shapes"));
                     }
                     let t = g.tensors.len();
-                    g.tensors.push(TensorInfo { name: out.clone(), channels: ta.channels, stride_log2: ta.stride_log2 });
+                    g.tensors.push(TensorInfo {
+                        name: out.clone(),
+                        channels: ta.channels,
+                        stride_log2: ta.stride_log2,
+                    });
                     g.nodes.push(Node::Add { a, b, output: t });
                     sym.insert(out, Sym::T(t));
                 }
@@ -290,14 +310,18 @@ impl Graph {
                 "Concat" => {
                     let all: Vec<Option<Sym>> = (0..ins.len()).map(|i| get(&sym, i)).collect();
                     if all.iter().all(|s| matches!(s, Some(Sym::Head(_)))) {
-                        let v = all.iter().filter_map(|s| if let Some(Sym::Head(x)) = s { Some(*x) } else { None });
+                        let v =
+                            all.iter()
+                                .filter_map(|s| if let Some(Sym::Head(x)) = s { Some(*x) } else { None });
                         sym.insert(out, Sym::Out(v.collect()));
                     } else if all.iter().all(|s| matches!(s, Some(Sym::T(_)))) {
                         if n.int("axis", 0) != 1 {
                             return Err(err("only channel concat"));
                         }
-                        let v: Vec<usize> =
-                            all.iter().filter_map(|s| if let Some(Sym::T(x)) = s { Some(*x) } else { None }).collect();
+                        let v: Vec<usize> = all
+                            .iter()
+                            .filter_map(|s| if let Some(Sym::T(x)) = s { Some(*x) } else { None })
+                            .collect();
                         let s0 = g.tensors[v[0]].stride_log2;
                         if v.iter().any(|&x| g.tensors[x].stride_log2 != s0) {
                             return Err(err("inputs of different sizes"));
@@ -360,7 +384,8 @@ impl Graph {
             match n {
                 Node::Conv { input, output, cin, cout, k, stride, pad, groups, .. } => {
                     let (ih, iw) = dims[*input];
-                    let (oh, ow) = (Self::conv_out(ih, *k, *stride, *pad), Self::conv_out(iw, *k, *stride, *pad));
+                    let (oh, ow) =
+                        (Self::conv_out(ih, *k, *stride, *pad), Self::conv_out(iw, *k, *stride, *pad));
                     dims[*output] = (oh, ow);
                     macs += (oh * ow * cout * k * k * (cin / groups)) as u64;
                 }

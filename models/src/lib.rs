@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod blob;
+pub mod eval;
 pub mod graph;
 pub mod manifest;
 pub mod onnx;
@@ -179,7 +180,11 @@ pub fn nms(mut dets: Vec<HostDet>, iou_thr: f32) -> Vec<HostDet> {
 }
 
 /// Letterbox `img` into a `≤ max_w × max_h` input and return the int8 input tensor.
-pub fn prepare_input(img: &RgbImage, spec: &ModelSpec, max: (u32, u32)) -> Result<(Letterbox, Vec<u8>), Error> {
+pub fn prepare_input(
+    img: &RgbImage,
+    spec: &ModelSpec,
+    max: (u32, u32),
+) -> Result<(Letterbox, Vec<u8>), Error> {
     let lb = Letterbox::plan(img.width, img.height, max.0, max.1)?;
     let mut buf = vec![0u8; (lb.input_w * lb.input_h * 3) as usize];
     resize_into(&img.frame()?, &lb, spec.mean, spec.bgr, &mut buf)?;

@@ -126,7 +126,7 @@ fn floats(v: &Value<'_>, out: &mut Vec<f32>) -> Result<(), Error> {
     match v {
         Value::Fixed32(x) => out.push(f32::from_bits(*x)),
         Value::Bytes(b) => {
-            if b.len() % 4 != 0 {
+            if !b.len().is_multiple_of(4) {
                 return Err(Error::Onnx("packed floats length"));
             }
             out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
@@ -178,10 +178,12 @@ impl Tensor {
             match t.data_type {
                 1 => floats(&Value::Bytes(raw), &mut t.floats)?,
                 7 => {
-                    if raw.len() % 8 != 0 {
+                    if !raw.len().is_multiple_of(8) {
                         return Err(Error::Onnx("raw int64 length"));
                     }
-                    t.ints.extend(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))));
+                    t.ints.extend(
+                        raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+                    );
                 }
                 _ => {}
             }

@@ -41,7 +41,7 @@ pub fn multiplier(real: f64) -> Result<(i32, u8), Error> {
     if real == 0.0 {
         return Ok((0, 0));
     }
-    if !(real > 0.0) || !real.is_finite() {
+    if real.is_nan() || real < 0.0 || !real.is_finite() {
         return Err(Error::Quant(format!("bad multiplier {real}")));
     }
     let mut f = real;
@@ -287,7 +287,11 @@ pub fn quantise(g: &Graph, spec: &ModelSpec, ranges: &[(f32, f32)]) -> Result<QM
                                 let v = ws[(ci * k + ky) * k + kx] as f64;
                                 let q = (v / sw).round().clamp(-127.0, 127.0) as i8;
                                 weights.push(q);
-                                let zp = if *input == 0 { in_zp((oc / (cout / groups)) * cpi + ci) } else { qp[*input].zp as i32 };
+                                let zp = if *input == 0 {
+                                    in_zp((oc / (cout / groups)) * cpi + ci)
+                                } else {
+                                    qp[*input].zp as i32
+                                };
                                 zp_corr += q as i64 * zp as i64;
                             }
                         }
@@ -304,7 +308,16 @@ pub fn quantise(g: &Graph, spec: &ModelSpec, ranges: &[(f32, f32)]) -> Result<QM
                     chan.push(ChanQ { bias, m_pos, m_neg, sh_pos, sh_neg });
                 }
                 let pad = (*input == 0).then(|| (0..*cin).map(|c| in_zp(c) as i8).collect());
-                ops.push(QOp::Conv { input: *input, output: *output, k: *k, stride: *stride, groups: *groups, weights, chan, pad });
+                ops.push(QOp::Conv {
+                    input: *input,
+                    output: *output,
+                    k: *k,
+                    stride: *stride,
+                    groups: *groups,
+                    weights,
+                    chan,
+                    pad,
+                });
             }
             Node::Add { a, b, output } => {
                 let (ra, rb) = (qp[*a].scale / qp[*output].scale, qp[*b].scale / qp[*output].scale);
@@ -418,6 +431,6 @@ mod tests {
         assert_eq!(q.zp, -128);
         let q = QParams::from_range(-1.0, 1.0);
         assert!((q.scale - 2.0 / 255.0).abs() < 1e-12);
-        assert_eq!(q.zp, 0);
+        assert_eq!(q.zp, -1); // -128 + 127.5, rounded half away from zero
     }
 }

@@ -56,7 +56,11 @@ fn act(v: f32, a: Act) -> f32 {
 
 /// Run the graph on an input tensor (3 channels, already normalised). Returns every tensor.
 /// `observe` is called with each tensor's id and values as soon as it is final.
-pub fn run(g: &Graph, input: F32Tensor, mut observe: impl FnMut(usize, &F32Tensor)) -> Vec<Option<F32Tensor>> {
+pub fn run(
+    g: &Graph,
+    input: F32Tensor,
+    mut observe: impl FnMut(usize, &F32Tensor),
+) -> Vec<Option<F32Tensor>> {
     let mut ts: Vec<Option<F32Tensor>> = vec![None; g.tensors.len()];
     observe(0, &input);
     ts[0] = Some(input);
@@ -144,11 +148,7 @@ pub fn run(g: &Graph, input: F32Tensor, mut observe: impl FnMut(usize, &F32Tenso
 /// Build the float input from the engine's int8 input tensor (`q = v − 128`, model channel
 /// order): `real = q + 128 − mean`.
 pub fn input_from_q(q: &[u8], w: usize, h: usize, mean: [u8; 3]) -> F32Tensor {
-    let data = q
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (v as i8 as f32) + 128.0 - mean[i % 3] as f32)
-        .collect();
+    let data = q.iter().enumerate().map(|(i, &v)| (v as i8 as f32) + 128.0 - mean[i % 3] as f32).collect();
     F32Tensor { h, w, c: 3, data }
 }
 

@@ -125,7 +125,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
         let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&data[..])?;
+        f.write_all(data)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

@@ -5,7 +5,9 @@
 //!   libclang, Xvfb) and the ONNX Runtime library from the pinned `onnxruntime` wheel.
 //! - `cargo xtask models [--write]`: rebuild the int8 model blobs from their pinned sources and
 //!   check them against the committed ones.
-//! - `cargo xtask firmware`: build `veil-core` for the Cortex-M7 target.
+//! - `cargo xtask firmware`: build `veil-core` and the board binary for the Cortex-M7 target.
+//! - `cargo xtask qemu`: boot the board binary on QEMU's MPS2-AN500 (Cortex-M7) and show its report,
+//!   with instruction counts (`-icount shift=0`).
 //! - `cargo xtask bench`: run the criterion benches.
 
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ fn main() -> Result<()> {
         "setup" => setup(),
         "models" => models::run(rest),
         "firmware" => firmware(),
+        "qemu" => qemu(),
         "bench" => bench(rest),
         "ort-path" => {
             println!("{}", ort_library()?.display());
@@ -36,7 +39,7 @@ fn main() -> Result<()> {
         }
         "help" | "-h" | "--help" => {
             println!(
-                "cargo xtask <task>\n\n  ci         all CI checks (installs what it needs)\n  setup      install the target, Debian packages and ONNX Runtime\n  models     rebuild model blobs and compare (--write to update)\n  firmware   build veil-core for {THUMB}\n  bench      run criterion benches\n  ort-path   print the ONNX Runtime library path"
+                "cargo xtask <task>\n\n  ci         all CI checks (installs what it needs)\n  setup      install the target, Debian packages and ONNX Runtime\n  models     rebuild model blobs and compare (--write to update)\n  firmware   build veil-core and the board binary for {THUMB}\n  qemu       boot the board binary on the MPS2-AN500 Cortex-M7 in QEMU\n  bench      run criterion benches\n  ort-path   print the ONNX Runtime library path"
             );
             Ok(())
         }
@@ -134,7 +137,19 @@ fn setup() -> Result<()> {
 fn firmware() -> Result<()> {
     ensure_target()?;
     run(cargo().args(["build", "-p", "veil-core", "--target", THUMB, "--release"]))?;
-    run(cargo().args(["build", "-p", "veil-core", "--target", THUMB, "--release", "--features", "defmt"]))
+    run(cargo().args(["build", "-p", "veil-core", "--target", THUMB, "--release", "--features", "defmt"]))?;
+    run(cargo().args(["build", "--release", "--manifest-path", "firmware/app/Cargo.toml"]))
+}
+
+fn qemu() -> Result<()> {
+    ensure_target()?;
+    ensure_apt()?;
+    run(cargo().args(["build", "--release", "--manifest-path", "firmware/app/Cargo.toml"]))?;
+    let elf = root().join("firmware/app/target").join(THUMB).join("release/veil-board-mps2");
+    run(Command::new("qemu-system-arm")
+        .args(["-machine", "mps2-an500", "-cpu", "cortex-m7", "-nographic"])
+        .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel"])
+        .arg(elf))
 }
 
 fn bench(rest: &[String]) -> Result<()> {
@@ -146,16 +161,22 @@ fn ci(rest: &[String]) -> Result<()> {
     setup()?;
     let ort = ort_library()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    for manifest in ["firmware/app/Cargo.toml", "fuzz/Cargo.toml"] {
+        run(cargo().args(["fmt", "--all", "--check", "--manifest-path", manifest]))?;
+    }
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["clippy", "--release", "--manifest-path", "firmware/app/Cargo.toml", "--", "-D", "warnings"]))?;
     firmware()?;
     // The `log` feature must build too (the shim has three back-ends).
     run(cargo().args(["build", "-p", "veil-core", "--features", "log"]))?;
+    // Rebuild the int8 blobs from their pinned sources and compare with the committed ones; this
+    // also leaves the source ONNX files in .cache/models/ for the ONNX Runtime tests.
+    models::run(&[])?;
     run(cargo().args(["test", "--workspace"]).env("ORT_DYLIB_PATH", &ort))?;
     if !quick {
         // Fuzz targets are a separate workspace; their stable smoke tests run every target's body on
         // generated inputs.
         run(cargo().args(["test", "--manifest-path", "fuzz/Cargo.toml"]))?;
-        models::run(&["--check".to_string()])?;
     }
     eprintln!("xtask: ci passed");
     Ok(())

@@ -75,7 +75,8 @@ pub fn centerface_dynamic_onnx() -> Result<PathBuf> {
         checked(fs::read(&src)?, CENTERFACE_ONNX_SHA256, "centerface.onnx")?;
     }
     let dest = dir.join("centerface-dynamic.onnx");
-    let dynamic = onnx::make_dims_symbolic(&fs::read(&src)?).map_err(|e| anyhow::anyhow!("centerface: {e}"))?;
+    let dynamic =
+        onnx::make_dims_symbolic(&fs::read(&src)?).map_err(|e| anyhow::anyhow!("centerface: {e}"))?;
     fetch::write_atomic(&dest, &dynamic)?;
     Ok(dest)
 }
@@ -104,7 +105,10 @@ pub fn face_calibration(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// Calibration images of the plate model.
 pub fn plate_calibration(root: &Path) -> Result<Vec<PathBuf>> {
-    Ok(vec![root.join("data/dlib/mmod_cars_test_image.jpg"), root.join("data/dlib/mmod_cars_test_image2.jpg")])
+    Ok(vec![
+        root.join("data/dlib/mmod_cars_test_image.jpg"),
+        root.join("data/dlib/mmod_cars_test_image2.jpg"),
+    ])
 }
 
 /// `cargo xtask models [--write]`.
@@ -155,7 +159,11 @@ pub fn run(args: &[String]) -> Result<()> {
         });
     }
     let cf = centerface_dynamic_onnx()?;
-    let cf_fig = Figures { sha256: fetch::sha256_file(&cf)?, source_sha256: CENTERFACE_ONNX_SHA256.into(), ..Default::default() };
+    let cf_fig = Figures {
+        sha256: fetch::sha256_file(&cf)?,
+        source_sha256: CENTERFACE_ONNX_SHA256.into(),
+        ..Default::default()
+    };
     let text = manifest::render(&[
         (&manifest::RETINAFACE, &figures[0]),
         (&manifest::CLP_DET, &figures[1]),

@@ -181,9 +181,8 @@ pub fn postprocess(dets: &mut VecView<Detection>, filter: &Filter) {
     let mut kept = 0usize;
     for i in 0..dets.len() {
         let d = dets[i];
-        let suppressed = dets[..kept]
-            .iter()
-            .any(|k| k.class == d.class && k.rect.iou_q16(&d.rect) > filter.nms_iou);
+        let suppressed =
+            dets[..kept].iter().any(|k| k.class == d.class && k.rect.iou_q16(&d.rect) > filter.nms_iou);
         if !suppressed {
             dets[kept] = d;
             kept += 1;
@@ -194,7 +193,8 @@ pub fn postprocess(dets: &mut VecView<Detection>, filter: &Filter) {
 
 /// Sort detections by descending score with a total, deterministic tie-break.
 pub fn sort_by_score(dets: &mut [Detection]) {
-    let key = |d: &Detection| (core::cmp::Reverse(d.score), d.class, d.rect.y0, d.rect.x0, d.rect.y1, d.rect.x1);
+    let key =
+        |d: &Detection| (core::cmp::Reverse(d.score), d.class, d.rect.y0, d.rect.x0, d.rect.y1, d.rect.x1);
     // Insertion sort: no allocation, stable, and detection counts are small.
     for i in 1..dets.len() {
         let mut j = i;
@@ -230,10 +230,12 @@ mod tests {
 
     #[test]
     fn filter_thresholds_sizes_and_zones() {
-        let mut f = Filter::default();
-        f.threshold = [score_from_milli(600), score_from_milli(300)];
-        f.min_size = 10;
-        f.max_size = 200;
+        let mut f = Filter {
+            threshold: [score_from_milli(600), score_from_milli(300)],
+            min_size: 10,
+            max_size: 200,
+            ..Filter::default()
+        };
         f.exclusions.push(Rect::new(0, 0, 50, 50)).unwrap();
         assert!(!f.keeps(&det(100, 100, 20, score_from_milli(599), Class::Face)));
         assert!(f.keeps(&det(100, 100, 20, score_from_milli(600), Class::Face)));

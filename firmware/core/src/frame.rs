@@ -251,7 +251,7 @@ impl Layout {
             return Err(FrameError::TooLarge);
         }
         let (bx, by) = self.format.block();
-        if self.width % bx != 0 || self.height % by != 0 {
+        if !self.width.is_multiple_of(bx) || !self.height.is_multiple_of(by) {
             return Err(FrameError::OddDimension);
         }
         let row = self.width as u64 * self.format.bytes_per_pixel() as u64;
@@ -355,12 +355,7 @@ impl Rect {
     }
     /// Intersection (possibly empty).
     pub fn intersect(&self, o: &Rect) -> Rect {
-        Rect {
-            x0: self.x0.max(o.x0),
-            y0: self.y0.max(o.y0),
-            x1: self.x1.min(o.x1),
-            y1: self.y1.min(o.y1),
-        }
+        Rect { x0: self.x0.max(o.x0), y0: self.y0.max(o.y0), x1: self.x1.min(o.x1), y1: self.y1.min(o.y1) }
     }
     /// Smallest rectangle holding both.
     pub fn union(&self, o: &Rect) -> Rect {
@@ -370,16 +365,16 @@ impl Rect {
         if o.is_empty() {
             return *self;
         }
-        Rect {
-            x0: self.x0.min(o.x0),
-            y0: self.y0.min(o.y0),
-            x1: self.x1.max(o.x1),
-            y1: self.y1.max(o.y1),
-        }
+        Rect { x0: self.x0.min(o.x0), y0: self.y0.min(o.y0), x1: self.x1.max(o.x1), y1: self.y1.max(o.y1) }
     }
     /// Clip to a `width × height` frame.
     pub fn clip(&self, width: u32, height: u32) -> Rect {
-        self.intersect(&Rect::new(0, 0, width.min(i32::MAX as u32) as i32, height.min(i32::MAX as u32) as i32))
+        self.intersect(&Rect::new(
+            0,
+            0,
+            width.min(i32::MAX as u32) as i32,
+            height.min(i32::MAX as u32) as i32,
+        ))
     }
     /// True when `(x, y)` lies inside.
     pub const fn contains(&self, x: i32, y: i32) -> bool {
@@ -392,7 +387,7 @@ impl Rect {
         if union <= 0 {
             return 0;
         }
-        ((inter << 16) / union) as u32
+        ((inter as i128) << 16).checked_div(union as i128).unwrap_or(0).clamp(0, 1 << 16) as u32
     }
     /// Scale width and height about the centre by `scale_q8 / 256` (integer, rounds outward).
     pub fn scale_q8(&self, scale_q8: u32) -> Rect {
@@ -408,7 +403,12 @@ impl Rect {
         let x0 = (cx2 - nw).div_euclid(2);
         let y0 = (cy2 - nh).div_euclid(2);
         let sat = |v: i64| v.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-        Rect::new(sat(x0), sat(y0), sat(x0 + nw + (cx2 - nw).rem_euclid(2)), sat(y0 + nh + (cy2 - nh).rem_euclid(2)))
+        Rect::new(
+            sat(x0),
+            sat(y0),
+            sat(x0 + nw + (cx2 - nw).rem_euclid(2)),
+            sat(y0 + nh + (cy2 - nh).rem_euclid(2)),
+        )
     }
     /// Widen outward to multiples of a `(bx, by)` block grid.
     pub fn align_out(&self, bx: u32, by: u32) -> Rect {
@@ -604,7 +604,11 @@ fn read_rgb(buf: &[u8], layout: &Layout, x: u32, y: u32) -> Option<Rgb> {
         }
         PixelFormat::Rgb565 => {
             let (r, g, b) = (get(&chs[0])?, get(&chs[1])?, get(&chs[2])?);
-            Some(Rgb::new(((r << 3) | (r >> 2)) as u8, ((g << 2) | (g >> 4)) as u8, ((b << 3) | (b >> 2)) as u8))
+            Some(Rgb::new(
+                ((r << 3) | (r >> 2)) as u8,
+                ((g << 2) | (g >> 4)) as u8,
+                ((b << 3) | (b >> 2)) as u8,
+            ))
         }
         PixelFormat::Yuyv422 | PixelFormat::Nv12 => {
             Some(yuv_to_rgb(get(&chs[0])? as u8, get(&chs[1])? as u8, get(&chs[2])? as u8))

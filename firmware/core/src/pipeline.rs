@@ -112,11 +112,20 @@ impl Config {
         h.finalize().into()
     }
 
-    fn validate(&self) -> Result<(), RedactError> {
-        for m in &self.mode {
-            m.validate()?;
+    fn validate(&self) -> Result<(), ConfigError> {
+        for m in self.mode.iter().chain(core::iter::once(&self.fallback)) {
+            m.validate().map_err(ConfigError::Mode)?;
+            // Parameters that are valid for the redaction routine but leave faces recognisable.
+            let weak = match *m {
+                Mode::Pixelate { block } | Mode::Noise { block, .. } => block < MIN_BLOCK,
+                Mode::Blur { radius } => radius < MIN_BLUR_RADIUS,
+                _ => false,
+            };
+            if weak {
+                return Err(ConfigError::TooWeak);
+            }
         }
-        self.fallback.validate()
+        Ok(())
     }
 }
 
@@ -127,12 +136,24 @@ impl Config {
 pub enum ConfigError {
     /// A redaction mode has out-of-range parameters.
     Mode(RedactError),
+    /// A pixelation block below [`MIN_BLOCK`] or a blur radius below [`MIN_BLUR_RADIUS`]: too weak
+    /// to anonymise.
+    TooWeak,
 }
+
+/// Smallest pixelation (and noise) cell the pipeline accepts, in pixels.
+pub const MIN_BLOCK: u16 = 4;
+/// Smallest blur radius the pipeline accepts, in pixels.
+pub const MIN_BLUR_RADIUS: u16 = 4;
 
 impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ConfigError::Mode(e) => write!(f, "invalid redaction mode: {e:?}"),
+            ConfigError::TooWeak => write!(
+                f,
+                "redaction too weak: pixelate/noise block must be >= {MIN_BLOCK}, blur radius >= {MIN_BLUR_RADIUS}"
+            ),
         }
     }
 }
@@ -207,7 +228,7 @@ impl<D: Detector, const N: usize> Pipeline<D, N> {
     /// sequence number and head digest kept in non-volatile memory).
     pub fn resume(detector: D, config: Config, chain: Chain) -> Result<Self, ConfigError> {
         const { assert!(N > 0, "pipeline capacity must be at least 1") };
-        config.validate().map_err(ConfigError::Mode)?;
+        config.validate()?;
         Ok(Pipeline {
             detector,
             config_hash: config.hash(),
@@ -239,6 +260,10 @@ impl<D: Detector, const N: usize> Pipeline<D, N> {
     pub fn detector_mut(&mut self) -> &mut D {
         &mut self.detector
     }
+    /// Take the pipeline apart, keeping the detector (e.g. to rebuild with another config).
+    pub fn into_detector(self) -> D {
+        self.detector
+    }
     /// Detections of the last frame, after filtering and NMS (empty when it coasted or failed).
     pub fn detections(&self) -> &[Detection] {
         &self.detections
@@ -267,7 +292,12 @@ impl<D: Detector, const N: usize> Pipeline<D, N> {
         self.run(clock, frame, false)
     }
 
-    fn run<'f, C: Clock + ?Sized>(&mut self, clock: &mut C, mut frame: FrameMut<'f>, detect: bool) -> Processed<'f> {
+    fn run<'f, C: Clock + ?Sized>(
+        &mut self,
+        clock: &mut C,
+        mut frame: FrameMut<'f>,
+        detect: bool,
+    ) -> Processed<'f> {
         let start = clock.now_us();
         self.detections.clear();
         self.regions.clear();
@@ -305,7 +335,12 @@ impl<D: Detector, const N: usize> Pipeline<D, N> {
         Processed { frame: Redacted { frame }, record }
     }
 
-    fn detect_and_track<C: Clock + ?Sized>(&mut self, clock: &mut C, start: u64, frame: &FrameMut<'_>) -> Outcome {
+    fn detect_and_track<C: Clock + ?Sized>(
+        &mut self,
+        clock: &mut C,
+        start: u64,
+        frame: &FrameMut<'_>,
+    ) -> Outcome {
         let result = self.detector.detect(&frame.as_frame(), self.detections.as_mut_view());
         let end = clock.now_us();
         if let Err(e) = result {
@@ -335,7 +370,12 @@ impl<D: Detector, const N: usize> Pipeline<D, N> {
         Outcome::Coasted
     }
 
-    fn redact_tracks(&mut self, frame: &mut FrameMut<'_>, seed: u32, digest: &mut RegionDigest) -> Result<(), RedactError> {
+    fn redact_tracks(
+        &mut self,
+        frame: &mut FrameMut<'_>,
+        seed: u32,
+        digest: &mut RegionDigest,
+    ) -> Result<(), RedactError> {
         let layout = frame.layout();
         for (i, t) in self.tracker.tracks().iter().enumerate() {
             let region = redact::region_for(&layout, t.redact_rect(), self.config.mask_scale_q8);
@@ -344,7 +384,8 @@ impl<D: Detector, const N: usize> Pipeline<D, N> {
             }
             let c = t.class.index();
             let mode = self.config.mode[c];
-            let done = redact::redact(frame, region, mode, self.config.shape[c], seed.wrapping_add(i as u32))?;
+            let done =
+                redact::redact(frame, region, mode, self.config.shape[c], seed.wrapping_add(i as u32))?;
             digest.add(done, c as u8, &mode.code());
             // Capacity: tracks ≤ N, so regions ≤ N.
             let _ = self.regions.push(Region { rect: done, class: t.class, track: t.id });
@@ -388,7 +429,11 @@ mod tests {
     }
 
     impl Detector for Scripted<'_> {
-        fn detect(&mut self, _f: &crate::frame::Frame<'_>, out: &mut VecView<Detection>) -> Result<(), DetectError> {
+        fn detect(
+            &mut self,
+            _f: &crate::frame::Frame<'_>,
+            out: &mut VecView<Detection>,
+        ) -> Result<(), DetectError> {
             let step = self.steps.get(self.i).copied().unwrap_or(Step::Found(&[]));
             self.i += 1;
             match step {
@@ -447,12 +492,11 @@ mod tests {
         assert_eq!(out.record.seq, 0);
         let region = p.regions()[0].rect;
         assert!(region.intersect(&FACE.rect) == FACE.rect, "dilated region covers the box");
-        drop(out);
         for y in 0..48 {
             for x in 0..64 {
                 let i = (y * 64 + x) * 3;
                 let inside = region.contains(x as i32, y as i32);
-                assert_eq!(&buf[i..i + 3] == [255, 0, 255], inside, "pixel ({x},{y})");
+                assert_eq!(buf[i..i + 3] == [255, 0, 255], inside, "pixel ({x},{y})");
                 if !inside {
                     assert_eq!(buf[i..i + 3], orig[i..i + 3]);
                 }
@@ -480,7 +524,6 @@ mod tests {
             let out = p.process(&mut || 0u64, FrameMut::new_checked(&mut buf, layout).unwrap());
             assert_eq!(out.outcome(), Outcome::FailDetector);
             assert_eq!(out.record.regions, 1);
-            drop(out);
             assert_whole_frame_black(&buf, format);
         }
     }
@@ -497,7 +540,6 @@ mod tests {
         let out = p.process(&mut clock, FrameMut::new_checked(&mut buf, layout).unwrap());
         assert_eq!(out.outcome(), Outcome::FailDeadline);
         assert!(p.detections().is_empty());
-        drop(out);
         assert_whole_frame_black(&buf, PixelFormat::Nv12);
     }
 
@@ -521,7 +563,6 @@ mod tests {
         let (mut buf, layout) = frame_bytes(PixelFormat::Yuyv422);
         let out = p.process(&mut || 0u64, FrameMut::new_checked(&mut buf, layout).unwrap());
         assert_eq!(out.outcome(), Outcome::FailOverflow);
-        drop(out);
         assert_whole_frame_black(&buf, PixelFormat::Yuyv422);
     }
 
@@ -563,7 +604,6 @@ mod tests {
             let (mut buf, layout) = frame_bytes(PixelFormat::Bgr888);
             let out = p.process(&mut || 0u64, FrameMut::new_checked(&mut buf, layout).unwrap());
             assert_eq!(out.record.regions, 1);
-            drop(out);
             let i = (16 * 64 + 16) * 3;
             assert_eq!(buf[i..i + 3], [255, 0, 255], "BGR order of magenta is the same");
         }
@@ -587,6 +627,22 @@ mod tests {
         let cfg = Config { fallback: Mode::Pixelate { block: 0 }, ..config() };
         let r: Result<Pipeline<_, 4>, _> = Pipeline::new(Scripted { steps: &[], i: 0 }, cfg);
         assert!(matches!(r, Err(ConfigError::Mode(_))));
+    }
+
+    #[test]
+    fn weak_modes_are_rejected() {
+        for weak in
+            [Mode::Pixelate { block: 3 }, Mode::Blur { radius: 1 }, Mode::Noise { block: 2, amplitude: 40 }]
+        {
+            let cfg = Config { mode: [weak, Mode::Pixelate { block: 8 }], ..config() };
+            let r: Result<Pipeline<_, 4>, _> = Pipeline::new(Scripted { steps: &[], i: 0 }, cfg);
+            assert!(matches!(r, Err(ConfigError::TooWeak)), "{weak:?}");
+        }
+        let ok = Config {
+            mode: [Mode::Pixelate { block: MIN_BLOCK }, Mode::Blur { radius: MIN_BLUR_RADIUS }],
+            ..config()
+        };
+        assert!(Pipeline::<_, 4>::new(Scripted { steps: &[], i: 0 }, ok).is_ok());
     }
 
     #[test]

@@ -20,7 +20,11 @@
 //!   inscribed ellipse are written;
 //! * the output inside the region depends only on the input inside it (and `seed` for noise);
 //! * no allocation, no floats, no panics: invalid parameters are reported as [`RedactError`]
-//!   before any byte is written. The only working memory is on the stack (< 3 KiB for blur).
+//!   before any byte is written. The only working memory is on the stack (about 1 KiB).
+
+#[cfg(doc)]
+use crate::frame::PixelFormat;
+use core::cell::Cell;
 
 use crate::frame::{Channel, FrameMut, Layout, Rect, Rgb};
 
@@ -184,6 +188,8 @@ pub fn redact(
         x1: r.x1.max(0) as u32,
         y1: r.y1.max(0) as u32,
         ellipse: shape == Shape::Ellipse,
+        row_hint: Cell::new(0),
+        col_hint: Cell::new(0),
     };
     let buf = frame.bytes_mut();
     match mode {
@@ -208,13 +214,17 @@ pub fn redact_all(frame: &mut FrameMut<'_>, mode: Mode, seed: u32) -> Result<(),
 // Geometry: the region on each channel's sample grid.
 
 /// The clipped, block-aligned region in pixels (non-empty, inside the frame).
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Area {
     x0: u32,
     y0: u32,
     x1: u32,
     y1: u32,
     ellipse: bool,
+    /// Last ellipse half-width found for a row (resp. column): the start of the next search,
+    /// since rows and columns are visited in order.
+    row_hint: Cell<u32>,
+    col_hint: Cell<u32>,
 }
 
 impl Area {
@@ -228,13 +238,15 @@ impl Area {
     /// Samples `[a, b)` of sample row `sy` of `ch` to write (empty when `a >= b`).
     fn row_span(&self, ch: &Channel, sy: u32) -> (u32, u32) {
         let (sub_x, sub_y) = subs(ch);
-        span(self.ellipse, (self.x0, self.x1), (self.y0, self.y1), sub_x, sub_y, sy)
+        let hint = self.ellipse.then_some(&self.row_hint);
+        span(hint, (self.x0, self.x1), (self.y0, self.y1), sub_x, sub_y, sy)
     }
 
     /// Samples `[a, b)` of sample column `sx` of `ch` to write (the transpose of `row_span`).
     fn col_span(&self, ch: &Channel, sx: u32) -> (u32, u32) {
         let (sub_x, sub_y) = subs(ch);
-        span(self.ellipse, (self.y0, self.y1), (self.x0, self.x1), sub_y, sub_x, sx)
+        let hint = self.ellipse.then_some(&self.col_hint);
+        span(hint, (self.y0, self.y1), (self.x0, self.x1), sub_y, sub_x, sx)
     }
 }
 
@@ -243,21 +255,39 @@ fn subs(ch: &Channel) -> (u32, u32) {
     ((ch.sub_x as u32).max(1), (ch.sub_y as u32).max(1))
 }
 
-/// Sample range along one axis for sample line `s` of the other axis. `along`/`across` are the
-/// region's pixel ranges, `sub_*` the subsampling on each axis. For an ellipse a sample is in
-/// the range when any pixel it covers is inside; the per-pixel-line ranges are intervals centred
-/// on the same point, so their union is an interval too.
-fn span(ellipse: bool, along: (u32, u32), across: (u32, u32), sub_a: u32, sub_c: u32, s: u32) -> (u32, u32) {
-    if !ellipse {
-        return (along.0 / sub_a, along.1 / sub_a);
+/// `x / s` for a subsampling factor (1 or 2 in practice; any non-zero value is correct).
+#[inline(always)]
+fn div_sub(x: u32, s: u32) -> u32 {
+    match s {
+        0 | 1 => x,
+        2 => x >> 1,
+        s => x / s,
     }
+}
+
+/// Sample range along one axis for sample line `s` of the other axis. `along`/`across` are the
+/// region's pixel ranges, `sub_*` the subsampling on each axis; `ellipse` is `None` for a
+/// rectangle, else the search hint of this axis. For an ellipse a sample is in the range when any
+/// pixel it covers is inside; the per-pixel-line ranges are intervals centred on the same point,
+/// so their union is an interval too.
+fn span(
+    ellipse: Option<&Cell<u32>>,
+    along: (u32, u32),
+    across: (u32, u32),
+    sub_a: u32,
+    sub_c: u32,
+    s: u32,
+) -> (u32, u32) {
+    let Some(hint) = ellipse else {
+        return (div_sub(along.0, sub_a), div_sub(along.1, sub_a));
+    };
     let (mut lo, mut hi) = (u32::MAX, 0u32);
     let p0 = s.saturating_mul(sub_c);
     for p in p0..p0.saturating_add(sub_c) {
         if p < across.0 || p >= across.1 {
             continue;
         }
-        let (a, b) = ellipse_span(along, across, p);
+        let (a, b) = ellipse_span(along, across, p, hint);
         if a < b {
             lo = lo.min(a);
             hi = hi.max(b);
@@ -266,7 +296,7 @@ fn span(ellipse: bool, along: (u32, u32), across: (u32, u32), sub_a: u32, sub_c:
     if lo >= hi {
         return (0, 0);
     }
-    (lo / sub_a, hi.div_ceil(sub_a))
+    (div_sub(lo, sub_a), div_sub(hi.saturating_add(sub_a.max(1) - 1), sub_a))
 }
 
 /// Pixels `[a, b)` along `along` whose centres lie in the ellipse inscribed in
@@ -274,13 +304,15 @@ fn span(ellipse: bool, along: (u32, u32), across: (u32, u32), sub_a: u32, sub_c:
 ///
 /// In doubled coordinates (so pixel centres are integers) with `w`, `h` the region sizes:
 /// `d = 2q + 1 - (a0 + a1)`, `e = 2p + 1 - (b0 + b1)`; inside iff `d²h² + e²w² ≤ w²h²`, i.e.
-/// `|d| ≤ t` with `t = ⌊√⌊w²(h² − e²) / h²⌋⌋` (exact: `t²` is an integer). All terms are below
-/// `2^57` for frames up to `MAX_DIM`.
-fn ellipse_span(along: (u32, u32), across: (u32, u32), p: u32) -> (u32, u32) {
+/// `|d| ≤ t` for the largest `t` with `t²h² ≤ w²(h² − e²)`. `t ≤ w ≤ MAX_DIM`, so every product
+/// stays below `2^61`. `t` is searched from `hint` (galloping, then bisection): exact for any
+/// hint, and a few multiplications when consecutive lines are visited — no division or square
+/// root per line.
+fn ellipse_span(along: (u32, u32), across: (u32, u32), p: u32, hint: &Cell<u32>) -> (u32, u32) {
     let (a0, a1) = (along.0 as i64, along.1 as i64);
     let (b0, b1) = (across.0 as i64, across.1 as i64);
     let (w, h) = (a1 - a0, b1 - b0);
-    if w <= 0 || h <= 0 {
+    if w <= 0 || h <= 0 || w > 1 << 15 || h > 1 << 15 {
         return (0, 0);
     }
     let e = (2 * p as i64 + 1 - (b0 + b1)).abs();
@@ -288,8 +320,9 @@ fn ellipse_span(along: (u32, u32), across: (u32, u32), p: u32) -> (u32, u32) {
         return (0, 0);
     }
     let rhs = (w * w) as u64 * (h * h - e * e) as u64;
-    let t = (rhs / (h * h) as u64).isqrt() as i64;
-    let c = a0 + a1;
+    let t = max_fit(rhs, (h * h) as u64, w as u32, hint.get());
+    hint.set(t);
+    let (t, c) = (t as i64, a0 + a1);
     // |2q + 1 - c| <= t  <=>  ceil((c - 1 - t) / 2) <= q <= floor((c - 1 + t) / 2).
     let lo = (c - t).div_euclid(2).max(a0);
     let hi = ((c - 1 + t).div_euclid(2) + 1).min(a1);
@@ -298,6 +331,58 @@ fn ellipse_span(along: (u32, u32), across: (u32, u32), p: u32) -> (u32, u32) {
     } else {
         (lo as u32, hi as u32)
     }
+}
+
+/// The largest `t` in `0..=max` with `t² · k ≤ rhs` (`t = 0` always fits), searched from
+/// `guess`: gallop away from it until the predicate flips, then bisect. Products that would
+/// overflow count as not fitting.
+fn max_fit(rhs: u64, k: u64, max: u32, guess: u32) -> u32 {
+    let fits = |t: u32| (t as u64 * t as u64).checked_mul(k).is_some_and(|v| v <= rhs);
+    let g = guess.min(max);
+    // Invariant once set: fits(lo), and hi > max or !fits(hi).
+    let (mut lo, mut hi);
+    let mut step = 1u32;
+    if fits(g) {
+        lo = g;
+        loop {
+            let c = lo.saturating_add(step);
+            if c > max {
+                hi = max.saturating_add(1);
+                break;
+            }
+            if fits(c) {
+                lo = c;
+                step = step.saturating_mul(2);
+            } else {
+                hi = c;
+                break;
+            }
+        }
+    } else {
+        hi = g;
+        loop {
+            if step >= hi {
+                lo = 0;
+                break;
+            }
+            let c = hi - step;
+            if fits(c) {
+                lo = c;
+                break;
+            }
+            hi = c;
+            step = step.saturating_mul(2);
+        }
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,89 +395,165 @@ fn index(l: &Layout, ch: &Channel, sx: u32, sy: u32) -> usize {
     plane + sy as usize * l.stride as usize + sx as usize * ch.step as usize + ch.offset as usize
 }
 
-#[inline(always)]
-fn load(buf: &[u8], ch: &Channel, i: usize) -> u16 {
-    if ch.is_packed16() {
-        match (buf.get(i), buf.get(i + 1)) {
-            (Some(&lo), Some(&hi)) => (u16::from_le_bytes([lo, hi]) >> ch.shift) & ch.max(),
+/// Reads and writes one channel's samples at byte indices. Monomorphised per kind (whole byte
+/// or RGB565 bit-field), so the inner loops carry no format branches. Sample values are at most
+/// 8 bits wide. An out-of-range index reads 0 and writes nothing.
+trait Access: Copy {
+    fn get(self, buf: &[u8], i: usize) -> u8;
+    fn set(self, buf: &mut [u8], i: usize, v: u8);
+
+    /// Set `n` samples starting at byte `i`, `pitch` bytes apart, to `v`.
+    #[inline(always)]
+    fn fill(self, buf: &mut [u8], i: usize, pitch: usize, n: usize, v: u8) {
+        for k in 0..n {
+            self.set(buf, i + k * pitch, v);
+        }
+    }
+
+    /// Sum of `n` samples starting at byte `i`, `pitch` bytes apart.
+    #[inline(always)]
+    fn sum(self, buf: &[u8], i: usize, pitch: usize, n: usize) -> u32 {
+        (0..n).map(|k| self.get(buf, i + k * pitch) as u32).sum()
+    }
+}
+
+/// A whole-byte sample; `STEP` is the channel's byte step (1 to 4, or 0 when unknown), a
+/// constant so runs along a row compile to fixed-size chunk loops. Runs with another pitch
+/// (columns) take the plain indexed path.
+#[derive(Clone, Copy)]
+struct Byte<const STEP: usize>;
+
+impl<const STEP: usize> Access for Byte<STEP> {
+    #[inline(always)]
+    fn get(self, buf: &[u8], i: usize) -> u8 {
+        buf.get(i).copied().unwrap_or(0)
+    }
+    #[inline(always)]
+    fn set(self, buf: &mut [u8], i: usize, v: u8) {
+        if let Some(b) = buf.get_mut(i) {
+            *b = v;
+        }
+    }
+    #[inline(always)]
+    fn fill(self, buf: &mut [u8], i: usize, pitch: usize, n: usize, v: u8) {
+        if pitch <= 1 {
+            if let Some(run) = buf.get_mut(i..i + n) {
+                run.fill(v);
+            }
+        } else if STEP > 1 && pitch == STEP {
+            if let Some(run) = buf.get_mut(i..i + n * STEP) {
+                for c in run.chunks_exact_mut(STEP) {
+                    c[0] = v;
+                }
+            } else {
+                // The last sample may end the buffer before a whole step.
+                for k in 0..n {
+                    self.set(buf, i + k * pitch, v);
+                }
+            }
+        } else {
+            for k in 0..n {
+                self.set(buf, i + k * pitch, v);
+            }
+        }
+    }
+    #[inline(always)]
+    fn sum(self, buf: &[u8], i: usize, pitch: usize, n: usize) -> u32 {
+        if pitch <= 1 {
+            buf.get(i..i + n).map_or(0, |run| run.iter().map(|&b| b as u32).sum())
+        } else if let (true, Some(run)) = (STEP > 1 && pitch == STEP, buf.get(i..i + n * STEP)) {
+            run.chunks_exact(STEP).map(|c| c[0] as u32).sum()
+        } else {
+            (0..n).map(|k| self.get(buf, i + k * pitch) as u32).sum()
+        }
+    }
+}
+
+/// A bit-field of a little-endian 16-bit word (RGB565).
+#[derive(Clone, Copy)]
+struct Field {
+    shift: u32,
+    max: u16,
+}
+
+impl Access for Field {
+    #[inline(always)]
+    fn get(self, buf: &[u8], i: usize) -> u8 {
+        match buf.get(i..i + 2) {
+            Some(&[lo, hi]) => ((u16::from_le_bytes([lo, hi]) >> self.shift) & self.max) as u8,
             _ => 0,
         }
-    } else {
-        buf.get(i).map_or(0, |&b| b as u16)
     }
-}
-
-#[inline(always)]
-fn store(buf: &mut [u8], ch: &Channel, i: usize, v: u16) {
-    if ch.is_packed16() {
-        if let Some(b) = buf.get_mut(i..i + 2) {
-            let mask = ch.max() << ch.shift;
-            let word = u16::from_le_bytes([b[0], b[1]]);
-            let word = (word & !mask) | ((v.min(ch.max()) << ch.shift) & mask);
-            b.copy_from_slice(&word.to_le_bytes());
+    #[inline(always)]
+    fn set(self, buf: &mut [u8], i: usize, v: u8) {
+        if let Some([lo, hi]) = buf.get_mut(i..i + 2) {
+            let mask = self.max << self.shift;
+            let word = (u16::from_le_bytes([*lo, *hi]) & !mask) | (((v as u16) << self.shift) & mask);
+            [*lo, *hi] = word.to_le_bytes();
         }
-    } else if let Some(b) = buf.get_mut(i) {
-        *b = v.min(255) as u8;
     }
-}
-
-/// Set `n` samples of `ch` starting at byte `i`, `pitch` bytes apart, to `v`.
-fn fill_run(buf: &mut [u8], ch: &Channel, i: usize, pitch: usize, n: usize, v: u16) {
-    let Some(tail) = buf.get_mut(i..) else { return };
-    if ch.is_packed16() {
-        let (mask, val) = (ch.max() << ch.shift, (v.min(ch.max()) << ch.shift));
-        for b in tail.chunks_mut(pitch.max(2)).take(n) {
-            if let [lo, hi, ..] = b {
-                let word = (u16::from_le_bytes([*lo, *hi]) & !mask) | val;
-                [*lo, *hi] = word.to_le_bytes();
+    #[inline(always)]
+    fn fill(self, buf: &mut [u8], i: usize, pitch: usize, n: usize, v: u8) {
+        let mask = self.max << self.shift;
+        let bits = ((v as u16) << self.shift) & mask;
+        match buf.get_mut(i..i + n * 2) {
+            Some(run) if pitch == 2 => {
+                for w in run.chunks_exact_mut(2) {
+                    let word = (u16::from_le_bytes([w[0], w[1]]) & !mask) | bits;
+                    w.copy_from_slice(&word.to_le_bytes());
+                }
+            }
+            _ => {
+                for k in 0..n {
+                    self.set(buf, i + k * pitch, v);
+                }
             }
         }
-    } else if pitch == 1 {
-        let end = n.min(tail.len());
-        if let Some(s) = tail.get_mut(..end) {
-            s.fill(v.min(255) as u8);
-        }
-    } else {
-        for b in tail.iter_mut().step_by(pitch.max(1)).take(n) {
-            *b = v.min(255) as u8;
+    }
+    #[inline(always)]
+    fn sum(self, buf: &[u8], i: usize, pitch: usize, n: usize) -> u32 {
+        match buf.get(i..i + n * 2) {
+            Some(run) if pitch == 2 => run
+                .chunks_exact(2)
+                .map(|w| ((u16::from_le_bytes([w[0], w[1]]) >> self.shift) & self.max) as u32)
+                .sum(),
+            _ => (0..n).map(|k| self.get(buf, i + k * pitch) as u32).sum(),
         }
     }
 }
 
-/// Sum of `n` samples of `ch` starting at byte `i`, `pitch` bytes apart.
-fn sum_run(buf: &[u8], ch: &Channel, i: usize, pitch: usize, n: usize) -> u32 {
-    let Some(tail) = buf.get(i..) else { return 0 };
-    if ch.is_packed16() {
-        tail.chunks(pitch.max(2))
-            .take(n)
-            .map(|b| match b {
-                [lo, hi, ..] => ((u16::from_le_bytes([*lo, *hi]) >> ch.shift) & ch.max()) as u32,
-                _ => 0,
-            })
-            .sum()
-    } else {
-        tail.iter().step_by(pitch.max(1)).take(n).map(|&b| b as u32).sum()
-    }
-}
-
-/// Rewrite `n` samples of `ch` starting at byte `i`, `pitch` bytes apart: sample `k` becomes
-/// `f(k)`.
-fn map_run(buf: &mut [u8], ch: &Channel, i: usize, pitch: usize, n: usize, mut f: impl FnMut(u32) -> u16) {
-    let Some(tail) = buf.get_mut(i..) else { return };
-    if ch.is_packed16() {
-        let mask = ch.max() << ch.shift;
-        for (k, b) in tail.chunks_mut(pitch.max(2)).take(n).enumerate() {
-            if let [lo, hi, ..] = b {
-                let v = (f(k as u32).min(ch.max()) << ch.shift) & mask;
-                let word = (u16::from_le_bytes([*lo, *hi]) & !mask) | v;
-                [*lo, *hi] = word.to_le_bytes();
+/// Run `$body` with `$a` bound to the [`Access`] of channel `$ch`.
+macro_rules! with_access {
+    ($ch:expr, |$a:ident| $body:expr) => {{
+        let ch: &Channel = $ch;
+        if ch.is_packed16() {
+            let $a = Field { shift: ch.shift as u32, max: ch.max() };
+            $body
+        } else {
+            match ch.step {
+                1 => {
+                    let $a = Byte::<1>;
+                    $body
+                }
+                2 => {
+                    let $a = Byte::<2>;
+                    $body
+                }
+                3 => {
+                    let $a = Byte::<3>;
+                    $body
+                }
+                4 => {
+                    let $a = Byte::<4>;
+                    $body
+                }
+                _ => {
+                    let $a = Byte::<0>;
+                    $body
+                }
             }
         }
-    } else {
-        for (k, b) in tail.iter_mut().step_by(pitch.max(1)).take(n).enumerate() {
-            *b = f(k as u32).min(255) as u8;
-        }
-    }
+    }};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,14 +561,52 @@ fn map_run(buf: &mut [u8], ch: &Channel, i: usize, pitch: usize, n: usize, mut f
 
 fn fill(buf: &mut [u8], l: &Layout, area: &Area, colour: Rgb) {
     let enc = l.format.encode(colour);
-    for (ch, &v) in l.format.channels().iter().zip(enc.iter()) {
-        let (_, sy0, _, sy1) = area.samples(ch);
-        for sy in sy0..sy1 {
-            let (a, b) = area.row_span(ch, sy);
-            if a < b {
-                fill_run(buf, ch, index(l, ch, a, sy), ch.step as usize, (b - a) as usize, v);
+    let chans = l.format.channels();
+    let bpp = l.format.bytes_per_pixel() as usize;
+    // Formats without subsampling (Gray8, RGB888, BGR888, RGB565): channels cover every byte
+    // of a pixel and share the pixel grid, so whole pixels are written from one pattern of 12
+    // bytes (a whole number of 1-, 2-, 3- and 4-byte pixels).
+    if chans.iter().all(|c| c.plane == 0 && c.sub_x == 1 && c.sub_y == 1 && c.step as usize == bpp) {
+        let mut px = [0u8; 4];
+        for (ch, &v) in chans.iter().zip(enc.iter()) {
+            if ch.is_packed16() {
+                let word = u16::from_le_bytes([px[0], px[1]]) | (v.min(ch.max()) << ch.shift);
+                px[..2].copy_from_slice(&word.to_le_bytes());
+            } else if let Some(p) = px.get_mut(ch.offset as usize) {
+                *p = v.min(255) as u8;
             }
         }
+        let mut pattern = [0u8; 12];
+        for (k, b) in pattern.iter_mut().enumerate() {
+            *b = px.get(k % bpp.max(1)).copied().unwrap_or(0);
+        }
+        for y in area.y0..area.y1 {
+            let (a, b) = chans.first().map_or((0, 0), |ch| area.row_span(ch, y));
+            let start = y as usize * l.stride as usize;
+            if let Some(row) = buf.get_mut(start + a as usize * bpp..start + b as usize * bpp) {
+                let mut chunks = row.chunks_exact_mut(pattern.len());
+                for c in &mut chunks {
+                    c.copy_from_slice(&pattern);
+                }
+                let rest = chunks.into_remainder();
+                if let Some(p) = pattern.get(..rest.len()) {
+                    rest.copy_from_slice(p);
+                }
+            }
+        }
+        return;
+    }
+    for (ch, &v) in chans.iter().zip(enc.iter()) {
+        with_access!(ch, |acc| {
+            let (_, sy0, _, sy1) = area.samples(ch);
+            for sy in sy0..sy1 {
+                let (a, b) = area.row_span(ch, sy);
+                if a < b {
+                    let v = v.min(255) as u8;
+                    acc.fill(buf, index(l, ch, a, sy), ch.step as usize, (b - a) as usize, v);
+                }
+            }
+        })
     }
 }
 
@@ -422,69 +621,90 @@ const CHUNK: usize = 64;
 /// is in exactly one cell (a cell may hold no chroma sample when `block` is odd). Means are over
 /// the whole cell; only samples inside the shape are written.
 fn pixelate(buf: &mut [u8], l: &Layout, area: &Area, block: u32, noise: Option<(u32, u8)>) {
-    let block = block.max(1);
     let seed = noise.map_or(0, |(s, _)| mix32(s));
     for (ci, ch) in l.format.channels().iter().enumerate() {
-        let (sub_x, sub_y) = subs(ch);
-        let step = ch.step as usize;
         // Amplitude in this channel's units (8-bit → 5/6-bit for RGB565), rounded.
         let amp = noise.map_or(0, |(_, a)| (a as u32 * ch.max() as u32 + 127) / 255);
-        let mut py = area.y0;
-        while py < area.y1 {
-            let py1 = py.saturating_add(block).min(area.y1);
-            let (ty0, ty1) = (py.div_ceil(sub_y), py1.div_ceil(sub_y));
-            let mut px = area.x0;
-            while px < area.x1 {
-                // Sample x-ranges of up to CHUNK cells, their sums, then their means.
-                let mut cells = [(0u32, 0u32); CHUNK];
-                let mut nc = 0;
-                for cell in cells.iter_mut() {
-                    if px >= area.x1 {
-                        break;
-                    }
-                    let px1 = px.saturating_add(block).min(area.x1);
-                    *cell = (px.div_ceil(sub_x), px1.div_ceil(sub_x));
-                    nc += 1;
-                    px = px1;
+        let noise = Noise { seed, channel: ci as u32, amp, max: ch.max() as i32 };
+        with_access!(ch, |acc| pixelate_channel(buf, l, area, ch, acc, block.max(1), noise))
+    }
+}
+
+/// Noise parameters of one channel (`amp == 0`: none).
+#[derive(Clone, Copy)]
+struct Noise {
+    seed: u32,
+    channel: u32,
+    amp: u32,
+    max: i32,
+}
+
+fn pixelate_channel<A: Access>(
+    buf: &mut [u8],
+    l: &Layout,
+    area: &Area,
+    ch: &Channel,
+    acc: A,
+    block: u32,
+    noise: Noise,
+) {
+    let (sub_x, sub_y) = subs(ch);
+    let step = ch.step as usize;
+    let mut py = area.y0;
+    while py < area.y1 {
+        let py1 = py.saturating_add(block).min(area.y1);
+        let (ty0, ty1) = (py.div_ceil(sub_y), py1.div_ceil(sub_y));
+        let mut px = area.x0;
+        while px < area.x1 {
+            // Sample x-ranges of up to CHUNK cells, their sums, then their means.
+            let mut cells = [(0u32, 0u32); CHUNK];
+            let mut nc = 0;
+            for cell in cells.iter_mut() {
+                if px >= area.x1 {
+                    break;
                 }
-                let cells = cells.get(..nc).unwrap_or(&[]);
-                let mut sums = [0u32; CHUNK];
-                for ty in ty0..ty1 {
-                    for (&(a, b), s) in cells.iter().zip(sums.iter_mut()) {
-                        if a < b {
-                            *s += sum_run(buf, ch, index(l, ch, a, ty), step, (b - a) as usize);
-                        }
+                let px1 = px.saturating_add(block).min(area.x1);
+                *cell = (px.div_ceil(sub_x), px1.div_ceil(sub_x));
+                nc += 1;
+                px = px1;
+            }
+            let cells = cells.get(..nc).unwrap_or(&[]);
+            let mut sums = [0u32; CHUNK];
+            for ty in ty0..ty1 {
+                for (&(a, b), s) in cells.iter().zip(sums.iter_mut()) {
+                    if a < b {
+                        *s += acc.sum(buf, index(l, ch, a, ty), step, (b - a) as usize);
                     }
                 }
-                let rows = ty1.saturating_sub(ty0);
-                let mut means = [0u16; CHUNK];
-                for ((&(a, b), &s), m) in cells.iter().zip(sums.iter()).zip(means.iter_mut()) {
-                    let count = b.saturating_sub(a) * rows;
-                    if count > 0 {
-                        *m = ((s + count / 2) / count) as u16;
-                    }
+            }
+            let rows = ty1.saturating_sub(ty0);
+            let mut means = [0u8; CHUNK];
+            for ((&(a, b), &s), m) in cells.iter().zip(sums.iter()).zip(means.iter_mut()) {
+                let count = b.saturating_sub(a) * rows;
+                if let Some(mean) = (s + count / 2).checked_div(count) {
+                    *m = mean as u8;
                 }
-                for ty in ty0..ty1 {
-                    let (sa, sb) = area.row_span(ch, ty);
-                    for (&(a, b), &m) in cells.iter().zip(means.iter()) {
-                        let (a, b) = (a.max(sa), b.min(sb));
-                        if a >= b {
-                            continue;
-                        }
-                        let (i, n) = (index(l, ch, a, ty), (b - a) as usize);
-                        if amp == 0 {
-                            fill_run(buf, ch, i, step, n, m);
-                        } else {
-                            let (m, max) = (m as i32, ch.max() as i32);
-                            map_run(buf, ch, i, step, n, |k| {
-                                (m + noise_at(seed, ci as u32, a + k, ty, amp)).clamp(0, max) as u16
-                            });
+            }
+            for ty in ty0..ty1 {
+                let (sa, sb) = area.row_span(ch, ty);
+                for (&(a, b), &m) in cells.iter().zip(means.iter()) {
+                    let (a, b) = (a.max(sa), b.min(sb));
+                    if a >= b {
+                        continue;
+                    }
+                    let i = index(l, ch, a, ty);
+                    if noise.amp == 0 {
+                        acc.fill(buf, i, step, (b - a) as usize, m);
+                    } else {
+                        for (k, sx) in (a..b).enumerate() {
+                            let v = (m as i32 + noise.at(sx, ty)).clamp(0, noise.max);
+                            acc.set(buf, i + k * step, v as u8);
                         }
                     }
                 }
             }
-            py = py1;
         }
+        py = py1;
     }
 }
 
@@ -498,35 +718,30 @@ const fn mix32(mut x: u32) -> u32 {
     x
 }
 
-/// Noise in `[-amp, amp]` for sample `(sx, sy)` of channel `c`: a stateless, counter-based
-/// generator keyed by the mixed seed and the sample position (positions fit 14 bits each since
-/// frames are at most `MAX_DIM` wide), so results do not depend on the visiting order.
-fn noise_at(seed: u32, c: u32, sx: u32, sy: u32, amp: u32) -> i32 {
-    let key = (sx & 0x3fff) | ((sy & 0x3fff) << 14) | ((c & 3) << 28);
-    let h = mix32(key ^ seed);
-    let span = 2 * amp as u64 + 1;
-    ((h as u64 * span) >> 32) as i32 - amp as i32
+impl Noise {
+    /// Noise in `[-amp, amp]` for sample `(sx, sy)`: a stateless, counter-based generator keyed
+    /// by the mixed seed, the channel and the sample position (14 bits each suffice since frames
+    /// are at most `MAX_DIM` wide), so results do not depend on the visiting order.
+    #[inline(always)]
+    fn at(&self, sx: u32, sy: u32) -> i32 {
+        let key = (sx & 0x3fff) | ((sy & 0x3fff) << 14) | ((self.channel & 3) << 28);
+        let h = mix32(key ^ self.seed);
+        let span = 2 * self.amp as u64 + 1;
+        ((h as u64 * span) >> 32) as i32 - self.amp as i32
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Blur.
 
-/// Columns blurred together in a vertical pass (keeps row accesses cache-friendly).
-const STRIP: usize = 16;
-/// Ring slots: originals of the last `radius + 1` samples of each line.
-const RING: usize = MAX_BLUR_RADIUS as usize + 1;
+/// Ring of the originals of the last samples overwritten on a line: a power of two above
+/// `MAX_BLUR_RADIUS`, so `i & (RING - 1)` indexes it without a bounds check or a wrap branch.
+const RING: usize = 128;
+const _: () = assert!(RING.is_power_of_two() && RING > MAX_BLUR_RADIUS as usize);
 
-/// Stack working memory of the blur: `RING × STRIP × 2` bytes of ring plus per-line state.
-struct Scratch {
-    ring: [[u16; STRIP]; RING],
-    sum: [u32; STRIP],
-    first: [u16; STRIP],
-    last: [u16; STRIP],
-}
-
-/// Division by a fixed odd `d ≤ 2 * RING - 1` as a multiply-shift: `m = ⌊2^32 / d⌋ + 1` gives
-/// `⌊x / d⌋` exactly for every `x < 2^32 / d` (checked exhaustively over the range the blur
-/// uses in the tests).
+/// Division by a fixed odd `d ≤ 2 * MAX_BLUR_RADIUS + 1` as a multiply-shift:
+/// `m = ⌊2^32 / d⌋ + 1` gives `⌊x / d⌋` exactly for every `x` the blur produces (checked
+/// exhaustively in the tests).
 #[derive(Clone, Copy)]
 struct Recip {
     m: u64,
@@ -543,101 +758,132 @@ impl Recip {
     }
 }
 
-/// Three box passes along rows, then three along columns, each pass replacing a sample by the
-/// rounded mean of the `2r + 1` samples around it on its line, with the line's end samples
-/// repeated beyond its ends. A line is the part of a row or column inside the shape, so only
-/// samples inside the shape are read.
+/// Box passes per axis.
+const PASSES: usize = 3;
+
+/// Three box passes along each row, then three along each column, each pass replacing a sample
+/// by the rounded mean of the `2r + 1` samples around it on its line, with the line's end
+/// samples repeated beyond its ends. A line is the part of a row or column inside the shape, so
+/// only samples inside the shape are read. Columns are walked one by one: a region's column
+/// (≤ a few hundred rows) stays in L1 for its neighbours.
 fn blur(buf: &mut [u8], l: &Layout, area: &Area, radius: u32) {
-    const PASSES: usize = 3;
-    let mut s = Scratch { ring: [[0; STRIP]; RING], sum: [0; STRIP], first: [0; STRIP], last: [0; STRIP] };
-    let stride = l.stride as usize;
+    let mut ring = [0u8; RING];
     for ch in l.format.channels() {
-        let (sub_x, sub_y) = subs(ch);
-        let (rx, ry) = (radius.div_ceil(sub_x) as usize, radius.div_ceil(sub_y) as usize);
-        let step = ch.step as usize;
-        let (sx0, sy0, sx1, sy1) = area.samples(ch);
-        for sy in sy0..sy1 {
-            let (a, b) = area.row_span(ch, sy);
-            if a < b {
-                let i = index(l, ch, a, sy);
-                for _ in 0..PASSES {
-                    box_pass(buf, ch, i, step, 1, step, (b - a) as usize, rx, &mut s);
-                }
+        with_access!(ch, |acc| blur_channel(buf, l, area, ch, acc, radius, &mut ring))
+    }
+}
+
+fn blur_channel<A: Access>(
+    buf: &mut [u8],
+    l: &Layout,
+    area: &Area,
+    ch: &Channel,
+    acc: A,
+    radius: u32,
+    ring: &mut [u8; RING],
+) {
+    let (sub_x, sub_y) = subs(ch);
+    let (rx, ry) = (radius.div_ceil(sub_x) as usize, radius.div_ceil(sub_y) as usize);
+    let (sx0, sy0, sx1, sy1) = area.samples(ch);
+    let (step, stride) = (ch.step as usize, l.stride as usize);
+    for sy in sy0..sy1 {
+        let (a, b) = area.row_span(ch, sy);
+        if a < b {
+            let i = index(l, ch, a, sy);
+            for _ in 0..PASSES {
+                box_line(buf, acc, i, step, (b - a) as usize, rx, ring);
             }
         }
-        // Vertical: consecutive columns with the same span form one strip.
-        let mut sx = sx0;
-        while sx < sx1 {
-            let (a, b) = area.col_span(ch, sx);
-            let mut k = 1;
-            while k < STRIP && sx + (k as u32) < sx1 && area.col_span(ch, sx + k as u32) == (a, b) {
-                k += 1;
+    }
+    for sx in sx0..sx1 {
+        let (a, b) = area.col_span(ch, sx);
+        if a < b {
+            let i = index(l, ch, sx, a);
+            for _ in 0..PASSES {
+                box_line(buf, acc, i, stride, (b - a) as usize, ry, ring);
             }
-            if a < b {
-                let i = index(l, ch, sx, a);
-                for _ in 0..PASSES {
-                    box_pass(buf, ch, i, step, k, stride, (b - a) as usize, ry, &mut s);
-                }
-            }
-            sx += k as u32;
         }
     }
 }
 
-/// One in-place box pass over `k ≤ STRIP` parallel lines of `n` samples. Sample `j` of line `c`
-/// is at byte `base + c * col_pitch + j * pitch`.
+/// One in-place box pass of radius `r` over the `n` samples at `base + j * pitch`.
 ///
-/// Running sums slide along the lines; the originals of the last `r + 1` samples (already
-/// overwritten) are kept in `s.ring`, and the original last sample in `s.last`, so reads never
-/// see output of this pass.
-#[allow(clippy::too_many_arguments)]
-fn box_pass(
+/// A running sum slides along the line. Samples ahead of the write position are still
+/// original; the originals of the last `r + 1` written ones are kept in `ring`, so the pass
+/// never reads its own output. The line is cut into at most three segments so the edge clamps
+/// are decided per segment, not per sample. Kept out of line so its loop gets the registers.
+#[inline(never)]
+fn box_line<A: Access>(
     buf: &mut [u8],
-    ch: &Channel,
+    acc: A,
     base: usize,
-    col_pitch: usize,
-    k: usize,
     pitch: usize,
     n: usize,
     r: usize,
-    s: &mut Scratch,
+    ring: &mut [u8; RING],
 ) {
-    let k = k.min(STRIP);
-    let r = r.clamp(1, RING - 1);
-    if n == 0 || k == 0 {
+    if n == 0 {
         return;
     }
-    let recip = Recip::new(2 * r as u32 + 1);
-    for c in 0..k {
-        let b = base + c * col_pitch;
-        let first = load(buf, ch, b);
-        let mut sum = r as u32 * first as u32;
-        for j in 0..=r {
-            sum += load(buf, ch, b + j.min(n - 1) * pitch) as u32;
-        }
-        s.first[c] = first;
-        s.last[c] = load(buf, ch, b + (n - 1) * pitch);
-        s.sum[c] = sum;
+    let r = r.clamp(1, MAX_BLUR_RADIUS as usize);
+    let mut st = BoxState {
+        recip: Recip::new(2 * r as u32 + 1),
+        r,
+        first: acc.get(buf, base),
+        last: acc.get(buf, base + (n - 1) * pitch),
+        sum: 0,
+    };
+    st.sum = r as u32 * st.first as u32;
+    for j in 0..=r {
+        st.sum += acc.get(buf, base + j.min(n - 1) * pitch) as u32;
     }
-    let mut slot = 0;
-    for i in 0..n {
-        let next = if slot == r { 0 } else { slot + 1 };
-        let incoming = i + r + 1;
-        let row = base + i * pitch;
-        for c in 0..k {
-            let at = row + c * col_pitch;
-            s.ring[slot][c] = load(buf, ch, at);
-            store(buf, ch, at, recip.div(s.sum[c] + r as u32) as u16);
-            // Leaving: original of sample i - r (ring slot `next`, written r steps ago).
-            let out = if i >= r { s.ring[next][c] } else { s.first[c] };
-            let inc = if incoming >= n - 1 {
-                s.last[c]
-            } else {
-                load(buf, ch, base + c * col_pitch + incoming * pitch)
-            };
-            s.sum[c] = s.sum[c] + inc as u32 - out as u32;
+    // Sample i - r leaves from the ring once i >= r; sample i + r + 1 enters from the buffer
+    // while it is < n, else it is the last sample.
+    let p = r.min(n);
+    let q = n.saturating_sub(r + 1);
+    let (lo, hi) = (p.min(q), p.max(q));
+    st.run::<A, false, true>(buf, acc, base, pitch, 0..lo, ring);
+    if p < q {
+        st.run::<A, true, true>(buf, acc, base, pitch, lo..hi, ring);
+    } else {
+        st.run::<A, false, false>(buf, acc, base, pitch, lo..hi, ring);
+    }
+    st.run::<A, true, false>(buf, acc, base, pitch, hi..n, ring);
+}
+
+/// Running state of one box pass.
+struct BoxState {
+    recip: Recip,
+    r: usize,
+    first: u8,
+    last: u8,
+    sum: u32,
+}
+
+impl BoxState {
+    /// Steps `range` of the pass: `FROM_RING` when the leaving sample is in the ring (else it is
+    /// the first sample), `FROM_BUF` when the entering one is in the buffer (else the last).
+    #[inline(always)]
+    fn run<A: Access, const FROM_RING: bool, const FROM_BUF: bool>(
+        &mut self,
+        buf: &mut [u8],
+        acc: A,
+        base: usize,
+        pitch: usize,
+        range: core::ops::Range<usize>,
+        ring: &mut [u8; RING],
+    ) {
+        let (r, half) = (self.r, self.r as u32);
+        let mut sum = self.sum;
+        for i in range {
+            let at = base + i * pitch;
+            ring[i & (RING - 1)] = acc.get(buf, at);
+            acc.set(buf, at, self.recip.div(sum + half) as u8);
+            let out = if FROM_RING { ring[i.wrapping_sub(r) & (RING - 1)] } else { self.first };
+            let inc = if FROM_BUF { acc.get(buf, at + (r + 1) * pitch) } else { self.last };
+            sum = sum + inc as u32 - out as u32;
         }
-        slot = next;
+        self.sum = sum;
     }
 }
 
@@ -766,14 +1012,14 @@ mod tests {
 
     /// Reference blur on a plain array: lines are the runs of allowed samples (contiguous for
     /// both shapes), 3 box passes along rows then 3 along columns, plain division.
+    #[allow(clippy::needless_range_loop)]
     fn reference_blur(l: &Layout, before: &[u8], r: Rect, shape: Shape, radius: u32) -> Vec<Vec<Vec<u16>>> {
         fn pass(line: &mut [u16], r: usize) {
             let n = line.len();
             let orig = line.to_vec();
             for (i, v) in line.iter_mut().enumerate() {
-                let sum: u32 = (0..=2 * r)
-                    .map(|j| orig[(i + j).saturating_sub(r).min(n - 1)] as u32)
-                    .sum::<u32>();
+                let sum: u32 =
+                    (0..=2 * r).map(|j| orig[(i + j).saturating_sub(r).min(n - 1)] as u32).sum::<u32>();
                 *v = ((sum + r as u32) / (2 * r as u32 + 1)) as u16;
             }
         }
@@ -873,10 +1119,24 @@ mod tests {
         }
         // RGB888 byte order vs BGR888.
         let mut buf = [0u8; 3];
-        run(&Layout::new(PixelFormat::Bgr888, 1, 1), &mut buf, Rect::new(0, 0, 1, 1), Mode::Fill(c), Shape::Rect, 0);
+        run(
+            &Layout::new(PixelFormat::Bgr888, 1, 1),
+            &mut buf,
+            Rect::new(0, 0, 1, 1),
+            Mode::Fill(c),
+            Shape::Rect,
+            0,
+        );
         assert_eq!(buf, [90, 40, 200]);
         let mut buf = [0u8; 2];
-        run(&Layout::new(PixelFormat::Rgb565, 1, 1), &mut buf, Rect::new(0, 0, 1, 1), Mode::Fill(c), Shape::Rect, 0);
+        run(
+            &Layout::new(PixelFormat::Rgb565, 1, 1),
+            &mut buf,
+            Rect::new(0, 0, 1, 1),
+            Mode::Fill(c),
+            Shape::Rect,
+            0,
+        );
         assert_eq!(u16::from_le_bytes(buf), (25 << 11) | (10 << 5) | 11);
     }
 
@@ -956,7 +1216,7 @@ mod tests {
         }
         // A checkerboard blurred with radius 2 ends close to its mean.
         let l = Layout::new(PixelFormat::Gray8, 16, 16);
-        let mut buf: Vec<u8> = (0..256).map(|i| if (i + i / 16) % 2 == 0 { 0 } else { 200 }).collect();
+        let mut buf: Vec<u8> = (0..256).map(|i| if (i + i / 16) & 1 == 0 { 0 } else { 200 }).collect();
         run(&l, &mut buf, l.rect(), Mode::Blur { radius: 2 }, Shape::Rect, 0);
         assert!(buf.iter().all(|&v| (80..=120).contains(&v)), "{buf:?}");
     }
@@ -1004,16 +1264,123 @@ mod tests {
             Err(RedactError::RadiusOutOfRange)
         );
         assert_eq!(redact_all(&mut f, Mode::Pixelate { block: 300 }, 0), Err(RedactError::BlockOutOfRange));
-        assert_eq!(redact(&mut f, Rect::new(9, 9, 20, 20), Mode::Fill(Rgb::BLACK), Shape::Rect, 0), Ok(Rect::default()));
+        assert_eq!(
+            redact(&mut f, Rect::new(9, 9, 20, 20), Mode::Fill(Rgb::BLACK), Shape::Rect, 0),
+            Ok(Rect::default())
+        );
         assert_eq!(buf, before);
         let mut f = FrameMut::new_checked(&mut buf, l).unwrap();
         redact_all(&mut f, Mode::Fill(Rgb::new(1, 2, 3)), 0).unwrap();
         assert!(buf.chunks(3).all(|p| p == [1, 2, 3]));
     }
 
+    /// Lines longer than the ring and rows with more cells than a batch, against the references.
+    #[test]
+    fn long_lines_match_reference() {
+        for format in PixelFormat::ALL {
+            for (w, h) in [(300, 6), (6, 300)] {
+                let l = layout(format, w, h, 1);
+                let src = buffer(&l, w ^ 0x5a5a);
+                let region = Rect::new(1, 1, w as i32 - 1, h as i32 - 1);
+                for shape in [Shape::Rect, Shape::Ellipse] {
+                    for radius in [1, 5, MAX_BLUR_RADIUS] {
+                        let mut out = src.clone();
+                        let r = run(&l, &mut out, region, Mode::Blur { radius }, shape, 0);
+                        let want = reference_blur(&l, &src, r, shape, radius as u32);
+                        for (ci, ch) in format.channels().iter().enumerate() {
+                            assert_eq!(samples_of(&l, &out, ch), want[ci], "{format:?} {w}x{h} r={radius}");
+                        }
+                    }
+                    for block in [1, 3, 64] {
+                        let mut out = src.clone();
+                        let r = run(&l, &mut out, region, Mode::Pixelate { block }, shape, 0);
+                        let want = reference_pixelate(&l, &src, r, block as u32);
+                        for (ci, ch) in format.channels().iter().enumerate() {
+                            let got = samples_of(&l, &out, ch);
+                            for (sy, row) in got.iter().enumerate() {
+                                for (sx, &v) in row.iter().enumerate() {
+                                    if allowed(r, shape, ch, sx as u32, sy as u32) {
+                                        assert_eq!(v, want[ci][sy][sx], "{format:?} {w}x{h} b={block}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_rects_are_clipped() {
+        let l = Layout::new(PixelFormat::Nv12, 8, 6);
+        let all = Rect::new(i32::MIN, i32::MIN, i32::MAX, i32::MAX);
+        for mode in [
+            Mode::Fill(Rgb::BLACK),
+            Mode::Pixelate { block: MAX_BLOCK },
+            Mode::Blur { radius: MAX_BLUR_RADIUS },
+            Mode::Noise { block: 1, amplitude: 255 },
+        ] {
+            let mut buf = buffer(&l, 1);
+            assert_eq!(run(&l, &mut buf, all, mode, Shape::Ellipse, 0), l.rect());
+            assert_eq!(
+                run(&l, &mut buf, Rect::new(i32::MAX - 1, 0, i32::MAX, 4), mode, Shape::Rect, 0),
+                Rect::default()
+            );
+            assert_eq!(run(&l, &mut buf, Rect::new(5, 5, 2, 2), mode, Shape::Rect, 0), Rect::default());
+        }
+        assert_eq!(region_for(&l, all, u32::MAX), l.rect());
+    }
+
+    /// The closed-form ellipse spans agree with the per-pixel test, up to the largest frames.
+    #[test]
+    fn ellipse_spans_match_pixel_test() {
+        let sizes = [(1, 1), (2, 3), (7, 5), (300, 7), (5, 300), (16_384, 16_384), (16_384, 2), (3, 16_384)];
+        for (w, h) in sizes {
+            let r = Rect::new(4, 6, 4 + w, 6 + h);
+            let (along, across) = ((4, 4 + w as u32), (6, 6 + h as u32));
+            let rows = [0, 1, h / 3, h / 2, h - 2, h - 1];
+            let lines = rows.iter().filter(|&&p| p >= 0 && p < h).map(|&p| 6 + p as u32);
+            for (p, hint) in lines.flat_map(|p| [0, 1, 7, w as u32 / 2, w as u32].map(|g| (p, g))) {
+                let (a, b) = ellipse_span(along, across, p, &Cell::new(hint));
+                let inside: Vec<u32> =
+                    (along.0..along.1).filter(|&q| in_ellipse(r, q as i64, p as i64)).collect();
+                match (inside.first(), inside.last()) {
+                    (Some(&lo), Some(&hi)) => {
+                        assert_eq!((a, b), (lo, hi + 1), "{w}x{h} row {p}");
+                        assert_eq!(inside.len() as u32, b - a, "{w}x{h} row {p}: not contiguous");
+                    }
+                    _ => assert!(a >= b, "{w}x{h} row {p}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_fit_is_exact_from_any_guess() {
+        for k in [1u64, 3, 1000, 1 << 30] {
+            for max in [0u32, 1, 5, 100, 1 << 15] {
+                for rhs in [0u64, 1, 2, 999, 12_345_678, 1 << 40, u64::MAX >> 3] {
+                    let want =
+                        (0..=max.min(5000)).rev().find(|&t| t as u64 * t as u64 * k <= rhs).unwrap_or(0);
+                    if max > 5000 && want == 5000 {
+                        continue; // brute force range too short for this case
+                    }
+                    for guess in [0, 1, 2, want.saturating_sub(1), want, want + 1, want + 9, max, u32::MAX] {
+                        assert_eq!(
+                            max_fit(rhs, k, max, guess),
+                            want,
+                            "k={k} max={max} rhs={rhs} guess={guess}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn reciprocal_division_is_exact() {
-        for r in 1..RING as u32 {
+        for r in 1..=MAX_BLUR_RADIUS as u32 {
             let d = 2 * r + 1;
             let q = Recip::new(d);
             for x in 0..=(d * 255 + r) {
@@ -1092,7 +1459,8 @@ mod tests {
             prop_assert_eq!(re, rr);
             let rect_mask = allowed_mask(&l, rr, Shape::Rect);
             let ell_mask = allowed_mask(&l, rr, Shape::Ellipse);
-            for ((&s, &v), (&rm, &em)) in src.iter().zip(e.iter()).zip(rect_mask.iter().zip(ell_mask.iter())) {
+            let masks = rect_mask.iter().zip(ell_mask.iter());
+            for ((&s, &v), (&rm, &em)) in src.iter().zip(e.iter()).zip(masks) {
                 prop_assert_eq!(em & !rm, 0);
                 prop_assert_eq!((s ^ v) & !em, 0);
             }
@@ -1106,7 +1474,8 @@ mod tests {
         /// (2): pixelate equals a reference built from cell means (so it depends only on them),
         /// and permuting samples within each cell leaves the output unchanged.
         #[test]
-        fn pixelate_depends_only_on_cell_means((l, region, seed) in case(), block in 1u16..=9, shape in any_shape()) {
+        fn pixelate_depends_only_on_cell_means((l, region, seed) in case(), block in 1u16..=9,
+                                               shape in any_shape()) {
             let src = buffer(&l, seed);
             let mut out = src.clone();
             let r = run(&l, &mut out, region, Mode::Pixelate { block }, shape, 0);
@@ -1133,7 +1502,8 @@ mod tests {
                         }
                     }
                     for pos in cells.values() {
-                        let vals: Vec<u16> = pos.iter().map(|&(sx, sy)| f.sample(ch, sx, sy).unwrap()).collect();
+                        let vals: Vec<u16> =
+                            pos.iter().map(|&(sx, sy)| f.sample(ch, sx, sy).unwrap()).collect();
                         for (&(sx, sy), &v) in pos.iter().zip(vals.iter().rev()) {
                             f.set_sample(ch, sx, sy, v);
                         }
@@ -1174,7 +1544,8 @@ mod tests {
 
         /// The output inside the region depends only on the input inside the rectangle.
         #[test]
-        fn reads_stay_inside((l, region, seed) in case(), mode in any_valid_mode(), shape in any_shape(), other in any::<u32>()) {
+        fn reads_stay_inside((l, region, seed) in case(), mode in any_valid_mode(), shape in any_shape(),
+                             other in any::<u32>()) {
             let a = buffer(&l, seed);
             let want = expected_region(&l, region);
             // b: random everywhere, then a's samples copied in over the whole rectangle (cell
@@ -1206,13 +1577,13 @@ mod tests {
         /// (4): any parameters: an error exactly for the invalid ones (nothing written), never a
         /// panic.
         #[test]
-        fn any_params_never_panic((l, region, seed) in case(), tag in 0u8..4, p in any::<u16>(), amp in any::<u8>(),
-                                  shape in any_shape()) {
+        fn any_params_never_panic((l, region, seed) in case(), tag in 0u8..4, p in any::<u16>(),
+                                  amp in any::<u8>(), shape in any_shape()) {
             let mode = match tag {
                 0 => Mode::Fill(Rgb::new(amp, p as u8, (p >> 8) as u8)),
                 1 => Mode::Pixelate { block: p % 300 },
-                2 => Mode::Blur { radius: if p % 2 == 0 { p % 80 } else { p } },
-                _ => Mode::Noise { block: if p % 2 == 0 { p % 300 } else { p }, amplitude: amp },
+                2 => Mode::Blur { radius: if p & 1 == 0 { p % 80 } else { p } },
+                _ => Mode::Noise { block: if p & 1 == 0 { p % 300 } else { p }, amplitude: amp },
             };
             let valid = match mode {
                 Mode::Fill(_) => true,

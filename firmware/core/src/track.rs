@@ -185,7 +185,9 @@ impl Track {
 
     /// IoU used for association: the better of the previous and the predicted box.
     fn match_iou(&self, predicted: &Rect, d: &Detection) -> u32 {
-        d.rect.iou_q16(&self.rect).max(d.rect.iou_q16(predicted))
+        // Most pairs do not overlap at all: skip the divisions for them.
+        let iou = |r: &Rect| if d.rect.intersect(r).is_empty() { 0 } else { d.rect.iou_q16(r) };
+        iou(&self.rect).max(iou(predicted))
     }
 
     /// Take detection `d`, seen `since_det + 1` frames after the previous one.

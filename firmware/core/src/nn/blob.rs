@@ -115,7 +115,7 @@ pub struct TensorDesc {
 impl TensorDesc {
     /// Arena units the backing buffer spans.
     pub fn buf_len_units(&self) -> u32 {
-        self.pixel_stride as u32 * (1024 >> (2 * self.stride_log2 as u32))
+        self.pixel_stride as u32 * 1024u32.checked_shr(2 * self.stride_log2 as u32).unwrap_or(0)
     }
 }
 
@@ -191,7 +191,7 @@ pub struct Model<'m> {
 }
 
 fn table(total: usize, off: u32, n: usize, rec: usize, align: u32) -> Result<usize, NnError> {
-    if off % align != 0 {
+    if !off.is_multiple_of(align) {
         return Err(NnError::Misaligned);
     }
     let off = off as usize;
@@ -206,6 +206,17 @@ impl<'m> Model<'m> {
     /// Parse and fully validate a blob. After this, running the model cannot read or write out
     /// of bounds: every error is reported here or as an [`NnError`] at run time.
     pub fn parse(blob: &'m [u8]) -> Result<Self, NnError> {
+        Self::parse_inner(blob, true)
+    }
+
+    /// [`Model::parse`] without comparing the SHA-256 trailer (every structural check still
+    /// runs, so running the result is just as safe). For fuzzing the validator past the
+    /// checksum; the model id is then the stored trailer, not a computed digest.
+    pub fn parse_skip_checksum(blob: &'m [u8]) -> Result<Self, NnError> {
+        Self::parse_inner(blob, false)
+    }
+
+    fn parse_inner(blob: &'m [u8], verify: bool) -> Result<Self, NnError> {
         if blob.len() < HEADER_LEN + TRAILER_LEN {
             return Err(NnError::Truncated);
         }
@@ -229,15 +240,15 @@ impl<'m> Model<'m> {
         }
         let blob = &blob[..total];
         let body = &blob[..total - TRAILER_LEN];
-        let digest = {
+        let trailer = &blob[total - TRAILER_LEN..];
+        if verify {
             use sha2::Digest as _;
-            sha2::Sha256::digest(body)
-        };
-        if digest.as_slice() != &blob[total - TRAILER_LEN..] {
-            return Err(NnError::Checksum);
+            if sha2::Sha256::digest(body).as_slice() != trailer {
+                return Err(NnError::Checksum);
+            }
         }
         let mut id = [0u8; 16];
-        id.copy_from_slice(&digest.as_slice()[..16]);
+        id.copy_from_slice(&trailer[..16]);
 
         let n_tensors = rd_u16(blob, 12).ok_or(NnError::Truncated)?;
         let n_ops = rd_u16(blob, 14).ok_or(NnError::Truncated)?;
@@ -343,7 +354,7 @@ impl<'m> Model<'m> {
                 if g == 0
                     || cin % g != 0
                     || cout % g != 0
-                    || k % 2 == 0
+                    || k.is_multiple_of(2)
                     || k > 7
                     || op.pad as usize != k / 2
                     || !(op.stride == 1 || op.stride == 2)
@@ -385,7 +396,7 @@ impl<'m> Model<'m> {
     }
 
     fn data_range(&self, off: u32, len: usize, align: u32) -> Result<(), NnError> {
-        if off % align != 0 {
+        if !off.is_multiple_of(align) {
             return Err(NnError::Misaligned);
         }
         let end = (off as usize).checked_add(len).ok_or(NnError::Malformed)?;
@@ -512,8 +523,108 @@ pub const MAX_INPUT: u32 = 4096;
 
 /// Number of 32×32 cells of a `w × h` input, checking the size rules.
 pub fn cells(w: u32, h: u32) -> Result<usize, NnError> {
-    if w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0 || w > MAX_INPUT || h > MAX_INPUT {
+    if w == 0 || h == 0 || !w.is_multiple_of(32) || !h.is_multiple_of(32) || w > MAX_INPUT || h > MAX_INPUT {
         return Err(NnError::BadInputSize);
     }
     Ok((w / 32) as usize * (h / 32) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::exec;
+    use proptest::prelude::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// The committed face model.
+    pub(crate) const FACE: &[u8] = include_bytes!("../../../../models/int8/retinaface-mnet025.vlnn");
+
+    fn rehash(b: &mut [u8]) {
+        use sha2::Digest as _;
+        let n = b.len() - TRAILER_LEN;
+        let d = sha2::Sha256::digest(&b[..n]);
+        b[n..].copy_from_slice(d.as_slice());
+    }
+
+    #[test]
+    fn committed_face_model_parses() {
+        let m = Model::parse(FACE).unwrap();
+        assert_eq!(m.class(), Class::Face);
+        assert_eq!(m.n_levels(), 3);
+        assert_eq!(m.n_points(), 5);
+        assert!(m.bgr());
+        assert_eq!(m.arena_len(320, 256).unwrap(), m.arena_units() as usize * 80);
+        assert_eq!(m.arena_len(100, 64), Err(NnError::BadInputSize));
+    }
+
+    #[test]
+    fn truncation_and_corruption_are_typed_errors() {
+        assert_eq!(Model::parse(&FACE[..10]).unwrap_err(), NnError::Truncated);
+        assert_eq!(Model::parse(&FACE[..FACE.len() - 1]).unwrap_err(), NnError::Truncated);
+        let mut b = FACE.to_vec();
+        b[0] = b'X';
+        assert_eq!(Model::parse(&b).unwrap_err(), NnError::BadMagic);
+        let mut b = FACE.to_vec();
+        b[4] = 9;
+        assert_eq!(Model::parse(&b).unwrap_err(), NnError::UnsupportedVersion(9));
+        let mut b = FACE.to_vec();
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+        assert_eq!(Model::parse(&b).unwrap_err(), NnError::Checksum);
+    }
+
+    #[test]
+    fn misaligned_sections_are_rejected() {
+        for field in [28usize, 32, 36, 40] {
+            let mut b = FACE.to_vec();
+            let v = u32::from_le_bytes([b[field], b[field + 1], b[field + 2], b[field + 3]]) + 2;
+            b[field..field + 4].copy_from_slice(&v.to_le_bytes());
+            rehash(&mut b);
+            assert_eq!(Model::parse(&b).unwrap_err(), NnError::Misaligned, "field {field}");
+        }
+    }
+
+    #[test]
+    fn arena_too_small_is_an_error() {
+        let m = Model::parse(FACE).unwrap();
+        let mut arena = vec![0u8; m.arena_len(32, 32).unwrap() - 1];
+        assert!(matches!(exec::run(&m, &mut arena, 32, 32), Err(NnError::ArenaTooSmall { .. })));
+        let mut arena = vec![0u8; m.arena_len(32, 32).unwrap()];
+        assert_eq!(exec::run(&m, &mut arena, 33, 32), Err(NnError::BadInputSize));
+        exec::run(&m, &mut arena, 32, 32).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), magic in any::<bool>()) {
+            let mut b = bytes;
+            if magic && b.len() >= 8 {
+                b[..4].copy_from_slice(&BLOB_MAGIC);
+                b[4..6].copy_from_slice(&BLOB_VERSION.to_le_bytes());
+            }
+            let _ = Model::parse(&b);
+        }
+
+        /// Any change to the tables, with a valid checksum, is either rejected or runs without
+        /// panicking.
+        #[test]
+        fn mutated_tables_never_panic(edits in proptest::collection::vec((0usize..4096, any::<u8>()), 1..6)) {
+            let m = Model::parse(FACE).unwrap();
+            let data_start = FACE.len() - TRAILER_LEN - m.data().len();
+            let mut b = FACE.to_vec();
+            for (pos, v) in edits {
+                let p = pos % data_start.min(4096);
+                b[p] = v;
+            }
+            rehash(&mut b);
+            if let Ok(m) = Model::parse(&b) {
+                let n = m.arena_len(32, 32).unwrap_or(0).min(1 << 22);
+                let mut arena: Vec<u8> = vec![0; n];
+                let _ = exec::run(&m, &mut arena, 32, 32);
+            }
+        }
+    }
 }

@@ -87,8 +87,8 @@ pub fn decode<E: From<NnError>>(
                         continue;
                     }
                     let size = *l.min_sizes.get(a).ok_or(NnError::Malformed)? as i64;
-                    let acx = (2 * x as i64 + 1) * step << 15;
-                    let acy = (2 * y as i64 + 1) * step << 15;
+                    let acx = ((2 * x as i64 + 1) * step) << 15;
+                    let acy = ((2 * y as i64 + 1) * step) << 15;
                     let lb0 = lv.off + pix * lv.pixel_stride + a * 4;
                     let code = |i: usize| loc.get(lb0 + i).copied().ok_or(NnError::Malformed);
                     let cx = acx + lut_i32(data, l.loc_lin, code(0)?)? * size;

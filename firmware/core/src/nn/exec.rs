@@ -79,7 +79,8 @@ pub fn run(model: &Model<'_>, arena: &mut [u8], w: u32, h: u32) -> Result<(), Nn
                 let wlen = cout * k * k * (cin / (op.groups.max(1) as usize));
                 let wts = data.get(op.w_off as usize..op.w_off as usize + wlen).ok_or(NnError::Malformed)?;
                 let plen = cout * blob::CHAN_REC;
-                let params = data.get(op.q_off as usize..op.q_off as usize + plen).ok_or(NnError::Malformed)?;
+                let params =
+                    data.get(op.q_off as usize..op.q_off as usize + plen).ok_or(NnError::Malformed)?;
                 let pad = if op.pad_off == PAD_ZP {
                     Pad::Zp(t_in.zero_point)
                 } else {

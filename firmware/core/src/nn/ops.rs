@@ -184,8 +184,7 @@ pub fn conv2d(
             let iy0 = (oy * g.stride) as isize - g.pad as isize;
             for ox in 0..ov.w {
                 let ix0 = (ox * g.stride) as isize - g.pad as isize;
-                let interior =
-                    iy0 >= 0 && ix0 >= 0 && iy0 as usize + k <= iv.h && ix0 as usize + k <= iv.w;
+                let interior = iy0 >= 0 && ix0 >= 0 && iy0 as usize + k <= iv.h && ix0 as usize + k <= iv.w;
                 let obase = ov.off + (oy * ov.w + ox) * ov.pixel_stride;
                 for (i, qi) in q.iter().enumerate().take(n) {
                     let oc = oc0 + i;
@@ -197,7 +196,9 @@ pub fn conv2d(
                         for kx in 0..k {
                             let ix = ix0 + kx as isize;
                             let wt = &wrow[(ky * k + kx) * cpg_in..(ky * k + kx + 1) * cpg_in];
-                            if interior || (iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w) {
+                            if interior
+                                || (iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w)
+                            {
                                 let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride + ci0;
                                 acc = acc.wrapping_add(dot(wt, &input[xb..xb + cpg_in]));
                             } else {
@@ -282,8 +283,18 @@ mod tests {
     /// integer kernel against.
     #[allow(clippy::too_many_arguments)]
     fn conv_ref(
-        x: &[i8], h: usize, w: usize, cin: usize, zp_in: i8, wts: &[i8], bias: &[i32], cout: usize,
-        g: &ConvGeom, scale: f64, alpha: f64, zp_out: i8,
+        x: &[i8],
+        h: usize,
+        w: usize,
+        cin: usize,
+        zp_in: i8,
+        wts: &[i8],
+        bias: &[i32],
+        cout: usize,
+        g: &ConvGeom,
+        scale: f64,
+        alpha: f64,
+        zp_out: i8,
     ) -> Vec<i8> {
         let oh = (h + 2 * g.pad - g.k) / g.stride + 1;
         let ow = (w + 2 * g.pad - g.k) / g.stride + 1;
@@ -342,8 +353,10 @@ mod tests {
         let (mn, shn) = if alpha == 0.0 { (0, 0) } else { mult(scale * alpha) };
         let mut params = Vec::new();
         for oc in 0..cout {
-            let sum_w: i32 = wts[oc * g.k * g.k * cpi..(oc + 1) * g.k * g.k * cpi].iter().map(|&v| v as i32).sum();
-            let q = ChanQ { bias: bias[oc] - zp_in as i32 * sum_w, m_pos: m, m_neg: mn, sh_pos: sh, sh_neg: shn };
+            let sum_w: i32 =
+                wts[oc * g.k * g.k * cpi..(oc + 1) * g.k * g.k * cpi].iter().map(|&v| v as i32).sum();
+            let q =
+                ChanQ { bias: bias[oc] - zp_in as i32 * sum_w, m_pos: m, m_neg: mn, sh_pos: sh, sh_neg: shn };
             params.extend_from_slice(&q.write());
         }
         let oh = (h + 2 * g.pad - g.k) / g.stride + 1;
@@ -411,7 +424,8 @@ mod tests {
         let (sa, sb, so) = (0.05, 0.08, 0.1);
         let (za, zb, zo) = (-3i8, 5i8, 2i8);
         let sh = 24u8;
-        let m = [(sa / so * (1u64 << sh) as f64).round() as i32, (sb / so * (1u64 << sh) as f64).round() as i32];
+        let m =
+            [(sa / so * (1u64 << sh) as f64).round() as i32, (sb / so * (1u64 << sh) as f64).round() as i32];
         let mut out = vec![0u8; 32];
         let av = View { h: 4, w: 4, c: 2, pixel_stride: 2, off: 0 };
         let bv = View { h: 2, w: 2, c: 2, pixel_stride: 2, off: 0 };
@@ -436,10 +450,19 @@ mod tests {
         let g = ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 };
         let mut out = vec![0u8; 32];
         // Too few weights, short input, wrong output size.
-        assert_eq!(conv2d(&[0; 32], &iv, &mut out, &ov, &g, &[0; 3], &[0; 32], Pad::Zp(0), 0), Err(NnError::Malformed));
-        assert_eq!(conv2d(&[0; 8], &iv, &mut out, &ov, &g, &[0; 36], &[0; 32], Pad::Zp(0), 0), Err(NnError::Malformed));
+        assert_eq!(
+            conv2d(&[0; 32], &iv, &mut out, &ov, &g, &[0; 3], &[0; 32], Pad::Zp(0), 0),
+            Err(NnError::Malformed)
+        );
+        assert_eq!(
+            conv2d(&[0; 8], &iv, &mut out, &ov, &g, &[0; 36], &[0; 32], Pad::Zp(0), 0),
+            Err(NnError::Malformed)
+        );
         let ov2 = View { h: 3, ..ov };
-        assert_eq!(conv2d(&[0; 32], &iv, &mut out, &ov2, &g, &[0; 36], &[0; 32], Pad::Zp(0), 0), Err(NnError::Malformed));
+        assert_eq!(
+            conv2d(&[0; 32], &iv, &mut out, &ov2, &g, &[0; 36], &[0; 32], Pad::Zp(0), 0),
+            Err(NnError::Malformed)
+        );
     }
 
     #[test]

@@ -76,7 +76,12 @@ fn map(v_q16: i64, frame: u32, content: u32) -> i32 {
 }
 
 /// Write the letterboxed frame into `model`'s input tensor in `arena`.
-pub fn fill_input(frame: &Frame<'_>, model: &Model<'_>, arena: &mut [u8], lb: &Letterbox) -> Result<(), NnError> {
+pub fn fill_input(
+    frame: &Frame<'_>,
+    model: &Model<'_>,
+    arena: &mut [u8],
+    lb: &Letterbox,
+) -> Result<(), NnError> {
     let (w, h) = (lb.input_w, lb.input_h);
     let cells = check_arena(model, arena.len(), w, h)?;
     let t = model.tensor(0).ok_or(NnError::Malformed)?;
@@ -87,7 +92,13 @@ pub fn fill_input(frame: &Frame<'_>, model: &Model<'_>, arena: &mut [u8], lb: &L
 
 /// The letterboxing and area averaging of [`fill_input`] into a plain `input_h × input_w × 3`
 /// buffer (`q = v − 128`, channels in model order), for tools that have no parsed model yet.
-pub fn resize_into(frame: &Frame<'_>, lb: &Letterbox, mean: [u8; 3], bgr: bool, dst: &mut [u8]) -> Result<(), NnError> {
+pub fn resize_into(
+    frame: &Frame<'_>,
+    lb: &Letterbox,
+    mean: [u8; 3],
+    bgr: bool,
+    dst: &mut [u8],
+) -> Result<(), NnError> {
     let (w, h) = (lb.input_w as usize, lb.input_h as usize);
     if lb.content_w > lb.input_w
         || lb.content_h > lb.input_h
