@@ -3,8 +3,9 @@
 //! - `video_1080p/<detector>`: a 10-frame H.264 clip through ffmpeg decode → pipeline → ffmpeg
 //!   encode (criterion's throughput is frames per second).
 //!
-//! Needs the ONNX Runtime library and models (`cargo xtask setup`); skipped with a message
-//! otherwise. Run with `cargo bench -p veil-sim --bench pipeline_fps`.
+//! Detectors: the built-in int8 engine (default input 320×256, and 640×360), CenterFace (full
+//! size and 640×360) and RetinaFace through ONNX Runtime. The ONNX cases need the library and
+//! models (`cargo xtask setup`) and are skipped with a message otherwise. Run with `cargo bench -p veil-sim --bench pipeline_fps`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +31,7 @@ fn engine(extra: &[&str]) -> Option<Engine> {
             return None;
         }
     };
-    Some(Engine::new(det, a.config(false).ok()?, 1).ok()?)
+    Engine::new(det, a.config(false).ok()?, 1).ok()
 }
 
 fn bench(c: &mut Criterion) {
@@ -49,7 +50,9 @@ fn bench(c: &mut Criterion) {
         .status()
         .is_ok_and(|s| s.success());
 
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 5] = [
+        ("builtin", &["--detector", "builtin"]),
+        ("builtin-detect-640x360", &["--detector", "builtin", "--detect-scale", "640x360"]),
         ("centerface", &["--detector", "centerface"]),
         ("centerface-detect-640x360", &["--detector", "centerface", "--detect-scale", "640x360"]),
         ("retinaface", &["--detector", "retinaface"]),

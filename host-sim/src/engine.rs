@@ -19,8 +19,9 @@ pub const CAPACITY: usize = 128;
 
 /// Where frame times come from.
 pub enum Timing {
-    /// Deterministic synthetic time (files): the given frame time, read before and after
-    /// detection, so a deadline can never be overrun.
+    /// Deterministic synthetic time (files): the frame's time within its input, read before
+    /// and after detection, so a deadline can never be overrun. Each input's timeline starts
+    /// 1 µs after the previous input's last record, so record times never go back in a run.
     Synthetic(u64),
     /// A monotonic clock (live sources), so `--deadline-ms` applies.
     Live(Instant),
@@ -116,7 +117,9 @@ impl Engine {
         let Engine { detector, config, chain, every, boxes, evidence, stats } = self;
         let pipeline =
             Pipeline::resume(detector, config.clone(), *chain).map_err(|e| Error::Config(e.to_string()))?;
+        let base_us = if chain.next_seq() == 0 { 0 } else { chain.last_time_us().saturating_add(1) };
         Ok(Stream {
+            base_us,
             pipeline,
             chain,
             every: *every,
@@ -141,6 +144,7 @@ pub struct Stream<'e> {
     source: String,
     index: u64,
     failed_closed: u64,
+    base_us: u64,
 }
 
 impl Stream<'_> {
@@ -160,7 +164,7 @@ impl Stream<'_> {
         let detect = self.index.is_multiple_of(u64::from(self.every));
         let record = match timing {
             Timing::Synthetic(t) => {
-                let t = *t;
+                let t = self.base_us.saturating_add(*t);
                 let mut clock = move || t;
                 run(&mut self.pipeline, &mut clock, frame, detect)
             }

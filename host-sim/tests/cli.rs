@@ -6,7 +6,7 @@ use common::*;
 use image::ImageFormat;
 use veil_core::evidence::{self, Chain, RECORD_LEN};
 
-fn fill_args<'a>(det: [&'a str; 2]) -> Vec<&'a str> {
+fn fill_args(det: [&str; 2]) -> Vec<&str> {
     let mut v = det.to_vec();
     v.extend(["--mode", "fill", "--color", "ff00ff", "--shape", "rect"]);
     v
@@ -196,6 +196,8 @@ fn evidence_chain_and_boxes_cover_every_frame() {
     assert_eq!(lines.len(), 3);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["record"]["seq"], i as u64);
+        // One synthetic timeline for the run: each file starts 1 µs after the previous one.
+        assert_eq!(l["record"]["time_us"], i as u64);
         assert_eq!(l["record"]["outcome"], "normal");
         let dets = l["detections"].as_array().unwrap();
         assert!(dets.len() >= 4, "faces found: {}", dets.len());

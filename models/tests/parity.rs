@@ -2,8 +2,8 @@
 //! finds every face the fp32 reference finds (IoU ≥ 0.5 with the annotation, score ≥ 0.5,
 //! NMS 0.4) and the matched boxes agree with mean IoU ≥ 0.9.
 //!
-//! Needs the source ONNX in `.cache/models/` (run `cargo xtask models` first), hence ignored by
-//! default: `cargo test -p veil-models --release --test parity -- --ignored --nocapture`.
+//! Needs the source ONNX in `.cache/models/`: `cargo xtask models` fetches it (and `cargo xtask ci`
+//! runs that before the tests).
 
 use std::path::PathBuf;
 
@@ -11,7 +11,6 @@ use veil_models::eval::parity;
 use veil_models::{retinaface_spec, Fp32Model};
 
 #[test]
-#[ignore = "needs .cache/models/retinaface-mnet025.onnx from `cargo xtask models`"]
 fn int8_matches_fp32_on_dlib_faces() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let onnx =

@@ -3,8 +3,8 @@
 //! - `int8`: the built-in detector (`veil_core::nn::BuiltinDetector`, RetinaFace MobileNet-0.25
 //!   int8 blob): letterbox + area resize, network, decode, NMS.
 //! - `ort_fp32`: the same RetinaFace ONNX in ONNX Runtime (intra- and inter-op threads = 1) on
-//!   the same input tensor (the engine's letterbox, as floats), decoded and NMS'd by the host
-//!   simulator's code.
+//!   the same input tensor (the engine's letterbox, as floats), anchors decoded in floating point
+//!   and NMS'd (`veil_models::nms`, IoU 0.4).
 //! - `rustface`: the pure-Rust SeetaFace port (`rustface` 0.1.7 without `rayon`, its bundled
 //!   `seeta_fd_frontal_v1.0.bin`, the crate example's settings: min face 20, score 2.0, pyramid
 //!   0.8, step 4) on the grey frame.
@@ -23,8 +23,7 @@ use ort::value::TensorRef;
 use veil_core::detect::{Detection, Detector};
 use veil_core::nn::{BuiltinDetector, DetectorConfig};
 use veil_models::reference::input_from_q;
-use veil_models::{prepare_input, retinaface_spec, RgbImage};
-use veil_sim::detectors::{decode_retinaface, nms, FloatBox};
+use veil_models::{nms, prepare_input, retinaface_spec, HostDet, ModelSpec, RgbImage};
 
 const SIZES: [(u32, u32); 2] = [(320, 240), (640, 480)];
 /// Lowest score kept before NMS, as the built-in detector's default floor.
@@ -74,8 +73,9 @@ fn rustface_model() -> PathBuf {
 
 struct Ort {
     session: Session,
+    spec: ModelSpec,
     tensor: Vec<f32>,
-    boxes: Vec<FloatBox>,
+    boxes: Vec<HostDet>,
 }
 
 impl Ort {
@@ -89,13 +89,13 @@ impl Ort {
             .and_then(|b| b.with_inter_threads(1).map_err(|e| e.to_string()))
             .and_then(|mut b| b.commit_from_memory(&bytes).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| panic!("ONNX Runtime could not load {}: {e}", onnx.display()));
-        Ort { session, tensor: Vec::new(), boxes: Vec::new() }
+        Ort { session, spec: retinaface_spec(), tensor: Vec::new(), boxes: Vec::new() }
     }
 
     /// Letterbox like the engine, run, decode, NMS; returns the number of boxes.
     fn detect(&mut self, img: &RgbImage, max: (u32, u32)) -> usize {
-        let spec = retinaface_spec();
-        let (lb, q) = prepare_input(img, &spec, max).expect("letterbox");
+        let spec = &self.spec;
+        let (lb, q) = prepare_input(img, spec, max).expect("letterbox");
         let (w, h) = (lb.input_w as usize, lb.input_h as usize);
         let hwc = input_from_q(&q, w, h, spec.mean);
         self.tensor.clear();
@@ -105,19 +105,40 @@ impl Ort {
         }
         let input = TensorRef::from_array_view(([1usize, 3, h, w], &self.tensor[..])).expect("input");
         let outputs = self.session.run(ort::inputs!["input" => input]).expect("ONNX Runtime run");
-        let get = |name: &str| {
-            let (s, d) = outputs[name].try_extract_tensor::<f32>().expect("f32 output");
-            (s.iter().copied().collect::<Vec<i64>>(), d)
-        };
-        self.boxes.clear();
-        decode_retinaface(get("loc"), get("conf"), (w as u32, h as u32), FLOOR, &mut self.boxes)
-            .expect("decode");
-        drop(outputs);
+        let (_, loc) = outputs["loc"].try_extract_tensor::<f32>().expect("loc");
+        let (_, conf) = outputs["conf"].try_extract_tensor::<f32>().expect("conf");
         let (sx, sy) = (lb.frame_w as f32 / lb.content_w as f32, lb.frame_h as f32 / lb.content_h as f32);
-        for b in &mut self.boxes {
-            (b.x0, b.x1, b.y0, b.y1) = (b.x0 * sx, b.x1 * sx, b.y0 * sy, b.y1 * sy);
+        let [v0, v1] = spec.variances.map(|v| v as f32);
+        let mut dets = Vec::new();
+        let mut k = 0usize;
+        // Anchors: level by level, rows, columns, then the level's anchor sizes.
+        for (li, &step) in spec.steps.iter().enumerate() {
+            let step = step as usize;
+            for gy in 0..h / step {
+                for gx in 0..w / step {
+                    for &size in &spec.min_sizes[li] {
+                        let score = conf.get(2 * k + 1).copied().unwrap_or(0.0);
+                        if score >= FLOOR {
+                            let (s, d) = (size as f32, &loc[4 * k..4 * k + 4]);
+                            let (acx, acy) =
+                                ((gx as f32 + 0.5) * step as f32, (gy as f32 + 0.5) * step as f32);
+                            let (cx, cy) = (acx + d[0] * v0 * s, acy + d[1] * v0 * s);
+                            let (bw, bh) = (s * (d[2] * v1).exp(), s * (d[3] * v1).exp());
+                            let rect = [
+                                (cx - bw / 2.0) * sx,
+                                (cy - bh / 2.0) * sy,
+                                (cx + bw / 2.0) * sx,
+                                (cy + bh / 2.0) * sy,
+                            ];
+                            dets.push(HostDet { score, rect, points: Vec::new() });
+                        }
+                        k += 1;
+                    }
+                }
+            }
         }
-        nms(&mut self.boxes, 0.4);
+        drop(outputs);
+        self.boxes = nms(dets, 0.4);
         self.boxes.len()
     }
 }
@@ -129,15 +150,15 @@ fn detectors(c: &mut Criterion) {
     let onnx = root.join(".cache/models/retinaface-mnet025.onnx");
     assert!(onnx.is_file(), "{} is missing: run `cargo xtask models`", onnx.display());
     let mut ort = Ort::new(&onnx);
-    let mut seeta = rustface::create_detector(rustface_model().to_str().expect("utf-8 path"))
-        .expect("rustface model");
+    let mut seeta =
+        rustface::create_detector(rustface_model().to_str().expect("utf-8 path")).expect("rustface model");
     seeta.set_min_face_size(20);
     seeta.set_score_thresh(2.0);
     seeta.set_pyramid_scale_factor(0.8);
     seeta.set_slide_window_step(4, 4);
 
     let mut g = c.benchmark_group("detectors");
-    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
     for (w, h) in SIZES {
         let img = resize(&src, w, h);
         let frame = img.frame().expect("frame");

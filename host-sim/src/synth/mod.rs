@@ -443,13 +443,13 @@ pub struct SynthArgs {
     #[arg(long, value_name = "SEED", default_value_t = 1)]
     pub seed: u64,
     /// dlib XML files with the face sources (default: data/dlib/faces/{training,testing}.xml).
-    #[arg(long, value_name = "XML")]
+    #[arg(long, value_name = "XML", num_args = 1..)]
     pub faces: Vec<PathBuf>,
     /// Background images or folders (default: the dlib dashcam scenes).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", num_args = 1..)]
     pub backgrounds: Vec<PathBuf>,
     /// Veil label files of the backgrounds; their boxes become ignored boxes.
-    #[arg(long, value_name = "JSON")]
+    #[arg(long, value_name = "JSON", num_args = 1..)]
     pub background_labels: Vec<PathBuf>,
     /// Largest output size, WxH.
     #[arg(long, value_name = "WxH", default_value = "960x720")]

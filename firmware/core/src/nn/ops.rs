@@ -129,15 +129,66 @@ pub struct ConvGeom {
 fn dot(w: &[u8], x: &[u8]) -> i32 {
     let mut acc = 0i32;
     for (a, b) in w.iter().zip(x) {
-        acc += (*a as i8 as i32) * (*b as i8 as i32);
+        acc = acc.wrapping_add((*a as i8 as i32) * (*b as i8 as i32));
     }
     acc
 }
 
-const CHUNK: usize = 32;
+#[inline]
+fn dot16(w: &[i16], x: &[i16]) -> i32 {
+    let mut acc = 0i32;
+    for (a, b) in w.iter().zip(x) {
+        acc = acc.wrapping_add((*a as i32) * (*b as i32));
+    }
+    acc
+}
+
+/// Four dot products of `x` with four weight rows, sharing every load of `x`. Operands are
+/// `i16` (sign-extended once, outside the hot loop) so that LLVM vectorises the loop into
+/// 16-bit multiply-adds (`pmaddwd` on x86) and can pair loads into `smlad` on Cortex-M.
+#[inline]
+fn dot4(x: &[i16], w: [&[i16]; 4]) -> [i32; 4] {
+    let n = x.len();
+    let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    let mut a = [0i32; 4];
+    for i in 0..n {
+        let xi = x[i] as i32;
+        a[0] = a[0].wrapping_add(xi * (w0[i] as i32));
+        a[1] = a[1].wrapping_add(xi * (w1[i] as i32));
+        a[2] = a[2].wrapping_add(xi * (w2[i] as i32));
+        a[3] = a[3].wrapping_add(xi * (w3[i] as i32));
+    }
+    a
+}
+
+/// Sign-extend int8 bytes into `i16`s.
+#[inline]
+fn widen(dst: &mut [i16], src: &[u8]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s as i8 as i16;
+    }
+}
+
+/// Output channels whose [`ChanQ`] records are decoded at a time.
+const CHUNK: usize = 64;
+/// Largest `k²·cin` (one output pixel's receptive field) the dense path gathers on the stack.
+const MAX_FIELD: usize = 2304;
+/// `i16` weights of one block of output channels of the dense path (16 KiB of stack).
+const W_BUF: usize = 8192;
+/// Largest channel count of the fast paths' padding buffer.
+const MAX_PAD: usize = 256;
+/// Largest kernel side of the depthwise fast path.
+const DW_MAX_K: usize = 3;
+/// Channels the depthwise fast path processes at a time.
+const DW_CHUNK: usize = 64;
 
 /// 2-D convolution: `input` (view `iv`) → `output` (view `ov`). `weights` is
 /// `[cout][k][k][cin/groups]` int8, `params` holds `cout` [`ChanQ`] records.
+///
+/// Dispatches to a specialised kernel for the shapes the models use (dense convolutions
+/// including 1×1, and depthwise 3×3), or to a general one; every kernel computes exactly the
+/// same integers (the accumulator is a wrapping `i32` sum, so the order of the products does
+/// not matter).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     input: &[u8],
@@ -157,8 +208,7 @@ pub fn conv2d(
     if !iv.fits(input.len()) || !ov.fits(output.len()) {
         return Err(NnError::Malformed);
     }
-    let (cpg_in, cpg_out) = (cin / groups, cout / groups);
-    let ksz = k * k * cpg_in;
+    let ksz = k * k * (cin / groups);
     if weights.len() < cout * ksz || params.len() < cout * CHAN_REC {
         return Err(NnError::Malformed);
     }
@@ -172,49 +222,243 @@ pub fn conv2d(
     if expect(iv.h) != Some(ov.h) || expect(iv.w) != Some(ov.w) {
         return Err(NnError::Malformed);
     }
+    if groups == 1 && ksz <= MAX_FIELD && cin <= MAX_PAD {
+        conv_dense(input, iv, output, ov, g, weights, params, pad, zp_out)
+    } else if groups == cin && groups == cout && k <= DW_MAX_K {
+        conv_depthwise(input, iv, output, ov, g, weights, params, pad, zp_out)
+    } else {
+        conv_generic(input, iv, output, ov, g, weights, params, pad, zp_out)
+    }
+}
+
+/// Decode the [`ChanQ`] records of output channels `oc0..oc0 + q.len()`.
+fn read_q(params: &[u8], oc0: usize, q: &mut [ChanQ]) -> Result<(), NnError> {
+    for (i, qi) in q.iter_mut().enumerate() {
+        let o = (oc0 + i) * CHAN_REC;
+        *qi = params.get(o..o + CHAN_REC).and_then(ChanQ::read).ok_or(NnError::Malformed)?;
+    }
+    Ok(())
+}
+
+/// Requantise one accumulator (without bias) into an output byte.
+#[inline]
+fn finish(q: &ChanQ, acc: i32, zp_out: i8) -> u8 {
+    sat8(zp_out as i32 + q.apply(q.bias.wrapping_add(acc)))
+}
+
+/// The padding value of each of the first `n` input channels, in a stack buffer.
+fn pad_values(pad: Pad<'_>, n: usize) -> Result<[u8; MAX_PAD], NnError> {
+    let mut b = [0u8; MAX_PAD];
+    let dst = b.get_mut(..n).ok_or(NnError::Malformed)?;
+    match pad {
+        Pad::Zp(z) => dst.fill(z as u8),
+        Pad::PerChannel(p) => dst.copy_from_slice(p.get(..n).ok_or(NnError::Malformed)?),
+    }
+    Ok(b)
+}
+
+/// Dense convolution (one group, any kernel), as a matrix product of output pixels × receptive
+/// fields by fields × output channels. Output channels go in blocks whose weight rows are
+/// widened to `i16` once into a stack buffer; for each output pixel the `k × k × cin` receptive
+/// field is gathered (padding taps read the padding values) and widened into one contiguous
+/// vector, whose dot products with the block's rows are taken four at a time.
+#[allow(clippy::too_many_arguments)]
+fn conv_dense(
+    input: &[u8],
+    iv: &View,
+    output: &mut [u8],
+    ov: &View,
+    g: &ConvGeom,
+    weights: &[u8],
+    params: &[u8],
+    pad: Pad<'_>,
+    zp_out: i8,
+) -> Result<(), NnError> {
+    let (cin, cout, k) = (iv.c, ov.c, g.k);
+    let field = k * k * cin;
+    let padv = pad_values(pad, cin)?;
+    let padv = padv.get(..cin).ok_or(NnError::Malformed)?;
+    let weights = weights.get(..cout * field).ok_or(NnError::Malformed)?;
+    let mut xbuf = [0i16; MAX_FIELD];
+    let xbuf = xbuf.get_mut(..field).ok_or(NnError::Malformed)?;
+    let mut wbuf = [0i16; W_BUF];
+    // Rows per block: as many as the buffer holds, a multiple of four when possible.
+    let rows = (W_BUF / field).clamp(1, CHUNK);
+    let rows = if rows >= 4 { rows & !3 } else { rows };
     let mut q = [ChanQ::default(); CHUNK];
     let mut oc0 = 0;
     while oc0 < cout {
-        let n = (cout - oc0).min(CHUNK);
-        for (i, qi) in q.iter_mut().enumerate().take(n) {
-            let o = (oc0 + i) * CHAN_REC;
-            *qi = ChanQ::read(&params[o..o + CHAN_REC]).ok_or(NnError::Malformed)?;
-        }
+        let n = (cout - oc0).min(rows);
+        let q = q.get_mut(..n).ok_or(NnError::Malformed)?;
+        read_q(params, oc0, q)?;
+        let wb = wbuf.get_mut(..n * field).ok_or(NnError::Malformed)?;
+        widen(wb, weights.get(oc0 * field..(oc0 + n) * field).ok_or(NnError::Malformed)?);
+        let wb: &[i16] = wb;
         for oy in 0..ov.h {
             let iy0 = (oy * g.stride) as isize - g.pad as isize;
             for ox in 0..ov.w {
                 let ix0 = (ox * g.stride) as isize - g.pad as isize;
-                let interior = iy0 >= 0 && ix0 >= 0 && iy0 as usize + k <= iv.h && ix0 as usize + k <= iv.w;
+                for (t, dst) in xbuf.chunks_exact_mut(cin).enumerate() {
+                    let iy = iy0 + (t / k) as isize;
+                    let ix = ix0 + (t % k) as isize;
+                    if iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w {
+                        let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride;
+                        widen(dst, input.get(xb..xb + cin).ok_or(NnError::Malformed)?);
+                    } else {
+                        widen(dst, padv);
+                    }
+                }
+                let x: &[i16] = xbuf;
+                let ob = ov.off + (oy * ov.w + ox) * ov.pixel_stride + oc0;
+                let out = output.get_mut(ob..ob + n).ok_or(NnError::Malformed)?;
+                let mut wr = wb.chunks_exact(4 * field);
+                let mut qr = q.chunks_exact(4);
+                let mut or = out.chunks_exact_mut(4);
+                for ((w4, q4), o4) in (&mut wr).zip(&mut qr).zip(&mut or) {
+                    let (w0, rest) = w4.split_at(field);
+                    let (w1, rest) = rest.split_at(field);
+                    let (w2, w3) = rest.split_at(field);
+                    let acc = dot4(x, [w0, w1, w2, w3]);
+                    for ((o, qi), a) in o4.iter_mut().zip(q4).zip(acc) {
+                        *o = finish(qi, a, zp_out);
+                    }
+                }
+                for ((w1, qi), o) in
+                    wr.remainder().chunks_exact(field).zip(qr.remainder()).zip(or.into_remainder())
+                {
+                    *o = finish(qi, dot16(w1, x), zp_out);
+                }
+            }
+        }
+        oc0 += n;
+    }
+    Ok(())
+}
+
+/// Depthwise convolution (`groups = cin = cout`, kernel up to 3×3): channels are the inner,
+/// contiguous dimension, so per output pixel and tap the kernel multiplies a run of input
+/// channels by that tap's weights (transposed to `[tap][channel]` once per channel chunk).
+#[allow(clippy::too_many_arguments)]
+fn conv_depthwise(
+    input: &[u8],
+    iv: &View,
+    output: &mut [u8],
+    ov: &View,
+    g: &ConvGeom,
+    weights: &[u8],
+    params: &[u8],
+    pad: Pad<'_>,
+    zp_out: i8,
+) -> Result<(), NnError> {
+    let (c, k) = (iv.c, g.k);
+    let taps = k * k;
+    let mut q = [ChanQ::default(); DW_CHUNK];
+    let mut wt = [[0i16; DW_CHUNK]; DW_MAX_K * DW_MAX_K];
+    let mut c0 = 0;
+    while c0 < c {
+        let n = (c - c0).min(DW_CHUNK);
+        let q = q.get_mut(..n).ok_or(NnError::Malformed)?;
+        read_q(params, c0, q)?;
+        let wsrc = weights.get(c0 * taps..(c0 + n) * taps).ok_or(NnError::Malformed)?;
+        for (j, wc) in wsrc.chunks_exact(taps).enumerate() {
+            for (t, &v) in wc.iter().enumerate() {
+                wt[t][j] = v as i8 as i16;
+            }
+        }
+        let padv = match pad {
+            Pad::Zp(z) => [z as u8; DW_CHUNK],
+            Pad::PerChannel(p) => {
+                let mut b = [0u8; DW_CHUNK];
+                b[..n].copy_from_slice(p.get(c0..c0 + n).ok_or(NnError::Malformed)?);
+                b
+            }
+        };
+        let padv = &padv[..n];
+        for oy in 0..ov.h {
+            let iy0 = (oy * g.stride) as isize - g.pad as isize;
+            for ox in 0..ov.w {
+                let ix0 = (ox * g.stride) as isize - g.pad as isize;
+                let mut acc = [0i32; DW_CHUNK];
+                let acc = &mut acc[..n];
+                for (t, wrow) in wt.iter().enumerate().take(taps) {
+                    let iy = iy0 + (t / k) as isize;
+                    let ix = ix0 + (t % k) as isize;
+                    let x = if iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w {
+                        let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride + c0;
+                        input.get(xb..xb + n).ok_or(NnError::Malformed)?
+                    } else {
+                        padv
+                    };
+                    for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(&wrow[..n]) {
+                        *a = a.wrapping_add((xv as i8 as i16 as i32) * (wv as i32));
+                    }
+                }
+                let ob = ov.off + (oy * ov.w + ox) * ov.pixel_stride + c0;
+                let out = output.get_mut(ob..ob + n).ok_or(NnError::Malformed)?;
+                for ((o, qi), &a) in out.iter_mut().zip(q.iter()).zip(acc.iter()) {
+                    *o = finish(qi, a, zp_out);
+                }
+            }
+        }
+        c0 += n;
+    }
+    Ok(())
+}
+
+/// The general convolution (any groups and kernel): one dot product per output element and
+/// tap. Also the reference the fast paths are tested against.
+#[allow(clippy::too_many_arguments)]
+fn conv_generic(
+    input: &[u8],
+    iv: &View,
+    output: &mut [u8],
+    ov: &View,
+    g: &ConvGeom,
+    weights: &[u8],
+    params: &[u8],
+    pad: Pad<'_>,
+    zp_out: i8,
+) -> Result<(), NnError> {
+    let (cin, cout, groups, k) = (iv.c, ov.c, g.groups, g.k);
+    let (cpg_in, cpg_out) = (cin / groups, cout / groups);
+    let ksz = k * k * cpg_in;
+    let mut q = [ChanQ::default(); CHUNK];
+    let mut oc0 = 0;
+    while oc0 < cout {
+        let n = (cout - oc0).min(CHUNK);
+        read_q(params, oc0, &mut q[..n])?;
+        for oy in 0..ov.h {
+            let iy0 = (oy * g.stride) as isize - g.pad as isize;
+            for ox in 0..ov.w {
+                let ix0 = (ox * g.stride) as isize - g.pad as isize;
                 let obase = ov.off + (oy * ov.w + ox) * ov.pixel_stride;
                 for (i, qi) in q.iter().enumerate().take(n) {
                     let oc = oc0 + i;
                     let ci0 = (oc / cpg_out) * cpg_in;
-                    let wrow = &weights[oc * ksz..(oc + 1) * ksz];
-                    let mut acc = qi.bias;
-                    for ky in 0..k {
-                        let iy = iy0 + ky as isize;
-                        for kx in 0..k {
-                            let ix = ix0 + kx as isize;
-                            let wt = &wrow[(ky * k + kx) * cpg_in..(ky * k + kx + 1) * cpg_in];
-                            if interior
-                                || (iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w)
-                            {
-                                let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride + ci0;
-                                acc = acc.wrapping_add(dot(wt, &input[xb..xb + cpg_in]));
-                            } else {
-                                match pad {
-                                    Pad::Zp(z) => {
-                                        let s: i32 = wt.iter().map(|&v| v as i8 as i32).sum();
-                                        acc = acc.wrapping_add(s * z as i32);
-                                    }
-                                    Pad::PerChannel(p) => {
-                                        acc = acc.wrapping_add(dot(wt, &p[ci0..ci0 + cpg_in]));
-                                    }
+                    let wrow = weights.get(oc * ksz..(oc + 1) * ksz).ok_or(NnError::Malformed)?;
+                    let mut acc = 0i32;
+                    for (t, wt) in wrow.chunks_exact(cpg_in).enumerate() {
+                        let iy = iy0 + (t / k) as isize;
+                        let ix = ix0 + (t % k) as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w {
+                            let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride + ci0;
+                            let x = input.get(xb..xb + cpg_in).ok_or(NnError::Malformed)?;
+                            acc = acc.wrapping_add(dot(wt, x));
+                        } else {
+                            match pad {
+                                Pad::Zp(z) => {
+                                    let s: i32 = wt.iter().map(|&v| v as i8 as i32).sum();
+                                    acc = acc.wrapping_add(s.wrapping_mul(z as i32));
+                                }
+                                Pad::PerChannel(p) => {
+                                    let p = p.get(ci0..ci0 + cpg_in).ok_or(NnError::Malformed)?;
+                                    acc = acc.wrapping_add(dot(wt, p));
                                 }
                             }
                         }
                     }
-                    output[obase + oc] = sat8(zp_out as i32 + qi.apply(acc));
+                    let o = output.get_mut(obase + oc).ok_or(NnError::Malformed)?;
+                    *o = finish(qi, acc, zp_out);
                 }
             }
         }
