@@ -42,6 +42,8 @@ pub struct Probe {
     pub pix_fmt: String,
     /// Start time of the video stream, seconds.
     pub start_time: f64,
+    /// Start time of the file (earliest stream), seconds.
+    pub format_start_time: f64,
     /// Duration, seconds, when known.
     pub duration: Option<f64>,
     /// True when the file has an audio stream.
@@ -123,6 +125,7 @@ pub fn probe(path: &Path) -> Result<Probe> {
         codec: video["codec_name"].as_str().unwrap_or("").to_string(),
         pix_fmt: video["pix_fmt"].as_str().unwrap_or("").to_string(),
         start_time: num(&video["start_time"]).unwrap_or(0.0),
+        format_start_time: num(&v["format"]["start_time"]).unwrap_or(0.0),
         duration: num(&video["duration"]).or_else(|| num(&v["format"]["duration"])),
         has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
     })
@@ -277,8 +280,10 @@ impl FrameWriter {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]);
         if let Some(s) = &source {
-            if s.probe.start_time.abs() > 1e-6 {
-                cmd.args(["-itsoffset", &format!("{:.6}", s.probe.start_time)]);
+            // ffmpeg rebases the copied streams to the file's start; the video keeps its lead.
+            let lead = s.probe.start_time - s.probe.format_start_time;
+            if lead.abs() > 1e-6 {
+                cmd.args(["-itsoffset", &format!("{lead:.6}")]);
             }
         }
         cmd.args(["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", &format!("{w}x{h}")]).args([
@@ -413,20 +418,26 @@ pub fn process_video(
             }
         }
     }
-    if stopped {
+    let decoder_log = if stopped {
         drop(reader);
+        String::new()
     } else {
-        reader.finish()?;
-    }
+        reader.finish()?
+    };
     if n == 0 {
         return Err(Error::Decode { path: input.to_path_buf(), msg: "no frame could be decoded".into() });
     }
     if !stopped {
         if let Some(want) = probe.frames {
-            if n < want {
+            // Some containers (AVI) count a frame or two more than they hold; a shortfall is an
+            // error when the decoder complained or when it is more than 1% of the frames.
+            let complained = !decoder_log.trim().is_empty();
+            if n < want && (complained || want - n > (want / 100).max(1)) {
+                let detail =
+                    if complained { format!(" ({})", first_lines(&decoder_log)) } else { String::new() };
                 return Err(Error::Decode {
                     path: input.to_path_buf(),
-                    msg: format!("truncated or corrupt: decoded {n} of {want} frames"),
+                    msg: format!("truncated or corrupt: decoded {n} of {want} frames{detail}"),
                 });
             }
         }
@@ -457,6 +468,7 @@ mod tests {
             codec: String::new(),
             pix_fmt: String::new(),
             start_time: 0.0,
+            format_start_time: 0.0,
             duration: Some(2.0),
             has_audio: false,
         };

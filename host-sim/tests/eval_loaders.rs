@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use veil_core::detect::Class;
 use veil_core::frame::Rect;
-use veil_sim::eval::annot::{self, ccpd_box, ClassMap, Coords, Format, LoadOptions, VeilBox, VeilFile, VeilImage};
+use veil_sim::eval::annot::{
+    self, ccpd_box, ClassMap, Coords, Format, LoadOptions, VeilBox, VeilFile, VeilImage,
+};
 use veil_sim::eval::Error;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -217,7 +219,15 @@ fn veil_json_round_trip() {
             sha256: None,
             boxes: vec![
                 VeilBox { class: "face".into(), x: 1, y: 2, w: 3, h: 4, ignore: false, note: String::new() },
-                VeilBox { class: "plate".into(), x: 5, y: 6, w: 7, h: 8, ignore: true, note: "blurred".into() },
+                VeilBox {
+                    class: "plate".into(),
+                    x: 5,
+                    y: 6,
+                    w: 7,
+                    h: 8,
+                    ignore: true,
+                    note: "blurred".into(),
+                },
             ],
         }],
     };

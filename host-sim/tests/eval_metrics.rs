@@ -24,7 +24,9 @@ fn buckets_by_shorter_side() {
     assert_eq!(bucket_of(&Rect::from_xywh(0, 0, 32, 64)), 2);
     assert_eq!(bucket_of(&Rect::from_xywh(0, 0, 127, 500)), 3);
     assert_eq!(bucket_of(&Rect::from_xywh(0, 0, 128, 128)), 4);
-    assert!((iou(&Rect::from_xywh(0, 0, 10, 10), &Rect::from_xywh(5, 0, 10, 10)) - 50.0 / 150.0).abs() < 1e-12);
+    assert!(
+        (iou(&Rect::from_xywh(0, 0, 10, 10), &Rect::from_xywh(5, 0, 10, 10)) - 50.0 / 150.0).abs() < 1e-12
+    );
 }
 
 #[test]
@@ -113,7 +115,10 @@ fn ignored_boxes_and_classes() {
 #[test]
 fn residual_counts_same_class_overlaps() {
     let gt = [face(0, 0, 20, 20), face(40, 0, 20, 20)];
-    let res = [det(2, 2, 20, 20, 30000), Detection { rect: Rect::from_xywh(40, 0, 20, 20), class: Class::Plate, score: 1 }];
+    let res = [
+        det(2, 2, 20, 20, 30000),
+        Detection { rect: Rect::from_xywh(40, 0, 20, 20), class: Class::Plate, score: 1 },
+    ];
     let r = evaluate(&gt, &[], &Mask::new(64, 32), Some(&res), &Params::default());
     assert_eq!(r.gts[0].residual, Some(true));
     assert_eq!(r.gts[1].residual, Some(false), "a plate detection does not count for a face");
@@ -126,12 +131,18 @@ fn wider_ap_hand_computed() {
     // Two boxes; three detections: 0.9 on box 0, 0.8 false, 0.7 on box 1.
     // Normalised scores 1, 0.5, 0. PR points: (R .5, P 1), (R .5, P .5), (R 1, P 2/3).
     // AP = 0.5 * 1 + 0.5 * 2/3.
-    let im = ApImage { gts: vec![(2, false), (2, false)], preds: vec![(59000, Some(0)), (52000, None), (45000, Some(1))] };
+    let im = ApImage {
+        gts: vec![(2, false), (2, false)],
+        preds: vec![(59000, Some(0)), (52000, None), (45000, Some(1))],
+    };
     let ap = wider_ap(std::slice::from_ref(&im), None).unwrap();
     assert!((ap - (0.5 + 1.0 / 3.0)).abs() < 1e-9, "{ap}");
     // Subset: only bucket 3 (no box) → no AP; a box in another bucket is ignored.
     assert_eq!(wider_ap(std::slice::from_ref(&im), Some(3)), None);
-    let im2 = ApImage { gts: vec![(2, false), (4, false)], preds: vec![(59000, Some(0)), (52000, None), (45000, Some(1))] };
+    let im2 = ApImage {
+        gts: vec![(2, false), (4, false)],
+        preds: vec![(59000, Some(0)), (52000, None), (45000, Some(1))],
+    };
     // Bucket 2: the detection on box 1 (bucket 4) is not counted: PR (1, 1), (1, .5) → AP 1.
     assert_eq!(wider_ap(&[im2], Some(2)), Some(1.0));
     assert!((voc_ap(&[0.5, 1.0], &[1.0, 0.5]) - 0.75).abs() < 1e-12);
@@ -144,7 +155,11 @@ fn mask_from_regions_and_pixels() {
     // The pipeline "reports" a rectangle region (0,0)-(8,8) but leaves its pixels unchanged (as a
     // pixelate of a flat area would), and changes one pixel outside it without reporting.
     output.put_pixel(15, 15, Rgb([0, 0, 0]));
-    let a = Anonymised { detections: vec![], regions: vec![(Rect::new(0, 0, 8, 8), Shape::Rect)], whole_frame: false };
+    let a = Anonymised {
+        detections: vec![],
+        regions: vec![(Rect::new(0, 0, 8, 8), Shape::Rect)],
+        whole_frame: false,
+    };
     let info = redacted_mask(&input, &output, &a);
     assert_eq!(info.mask.count(), 65);
     assert_eq!((info.changed_outside_regions, info.unchanged_inside_regions), (1, 64));

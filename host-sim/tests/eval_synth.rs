@@ -17,7 +17,8 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn same_seed_same_bytes() {
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let opts = |d: &Path, seed| {
         let mut o = SynthOptions::with_repo_defaults(d.to_path_buf(), 6, seed);
         o.max_size = (480, 360);

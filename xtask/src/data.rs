@@ -160,8 +160,18 @@ fn deb(pkg: &DebFile) -> Result<PathBuf> {
         return Ok(dest);
     }
     let tmp = temp("deb")?;
-    run_cmd(Command::new("apt-get").current_dir(&tmp).arg("download").arg(format!("{}={}", pkg.name, pkg.version)))
-        .with_context(|| format!("apt-get download {}={} (is the {} archive in the apt sources?)", pkg.name, pkg.version, pkg.suite))?;
+    run_cmd(
+        Command::new("apt-get")
+            .current_dir(&tmp)
+            .arg("download")
+            .arg(format!("{}={}", pkg.name, pkg.version)),
+    )
+    .with_context(|| {
+        format!(
+            "apt-get download {}={} (is the {} archive in the apt sources?)",
+            pkg.name, pkg.version, pkg.suite
+        )
+    })?;
     // apt-get escapes `:` in epochs as `%3a`; these pins have none.
     let got = tmp.join(pkg.file);
     if !got.exists() {

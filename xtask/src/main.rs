@@ -5,6 +5,7 @@
 //!   libclang, Xvfb) and the ONNX Runtime library from the pinned `onnxruntime` wheel.
 //! - `cargo xtask models [--write]`: rebuild the int8 model blobs from their pinned sources and
 //!   check them against the committed ones.
+//! - `cargo xtask fetch-data`: public test images and videos into `.cache/data/` (pinned sha256).
 //! - `cargo xtask firmware`: build `veil-core` and the board binary for the Cortex-M7 target.
 //! - `cargo xtask qemu`: boot the board binary on QEMU's MPS2-AN500 (Cortex-M7) and show its report,
 //!   with instruction counts (`-icount shift=0`).
@@ -15,6 +16,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod data;
 mod fetch;
 mod models;
 
@@ -30,6 +32,7 @@ fn main() -> Result<()> {
         "ci" => ci(rest),
         "setup" => setup(),
         "models" => models::run(rest),
+        "fetch-data" => data::run(rest),
         "firmware" => firmware(),
         "qemu" => qemu(),
         "bench" => bench(rest),
@@ -39,7 +42,7 @@ fn main() -> Result<()> {
         }
         "help" | "-h" | "--help" => {
             println!(
-                "cargo xtask <task>\n\n  ci         all CI checks (installs what it needs)\n  setup      install the target, Debian packages and ONNX Runtime\n  models     rebuild model blobs and compare (--write to update)\n  firmware   build veil-core and the board binary for {THUMB}\n  qemu       boot the board binary on the MPS2-AN500 Cortex-M7 in QEMU\n  bench      run criterion benches\n  ort-path   print the ONNX Runtime library path"
+                "cargo xtask <task>\n\n  ci         all CI checks (installs what it needs)\n  setup      install the target, Debian packages and ONNX Runtime\n  models     rebuild model blobs and compare (--write to update)\n  fetch-data public test images/videos into .cache/data (pinned)\n  firmware   build veil-core and the board binary for {THUMB}\n  qemu       boot the board binary on the MPS2-AN500 Cortex-M7 in QEMU\n  bench      run criterion benches\n  ort-path   print the ONNX Runtime library path"
             );
             Ok(())
         }

@@ -87,7 +87,12 @@ impl LabelBox {
             Coords::Normalised { cx, cy, w, h } => {
                 let (fw, fh) = (f64::from(width), f64::from(height));
                 let px = |v: f64| v.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32;
-                Rect::new(px((cx - w / 2.0) * fw), px((cy - h / 2.0) * fh), px((cx + w / 2.0) * fw), px((cy + h / 2.0) * fh))
+                Rect::new(
+                    px((cx - w / 2.0) * fw),
+                    px((cy - h / 2.0) * fh),
+                    px((cx + w / 2.0) * fw),
+                    px((cy + h / 2.0) * fh),
+                )
             }
         };
         GtBox { rect, class: self.class, ignore: self.ignore }
@@ -221,7 +226,10 @@ pub fn guess(labels: &Path) -> Result<Format, Error> {
     } else if name.ends_with(".json") {
         let text = read(labels)?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| json_err(labels, &e))?;
-        let veil = v.get("images").and_then(|i| i.as_array()).is_some_and(|a| a.iter().any(|i| i.get("boxes").is_some()))
+        let veil = v
+            .get("images")
+            .and_then(|i| i.as_array())
+            .is_some_and(|a| a.iter().any(|i| i.get("boxes").is_some()))
             || v.get("format").and_then(|f| f.as_str()) == Some(VEIL_FORMAT);
         Ok(if veil { Format::Veil } else { Format::Coco })
     } else {
@@ -274,8 +282,11 @@ pub fn load_wider(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>,
         if !(name.contains('.') && name.split_whitespace().count() == 1) {
             return Err(Error::parse(labels, ln, format!("expected an image path, found {name:?}")));
         }
-        let (cl, count) = lines.next().ok_or_else(|| Error::parse(labels, ln, "missing box count after image path"))?;
-        let n: usize = count.parse().map_err(|_| Error::parse(labels, cl, format!("expected a box count, found {count:?}")))?;
+        let (cl, count) =
+            lines.next().ok_or_else(|| Error::parse(labels, ln, "missing box count after image path"))?;
+        let n: usize = count
+            .parse()
+            .map_err(|_| Error::parse(labels, cl, format!("expected a box count, found {count:?}")))?;
         if n > 100_000 {
             return Err(Error::parse(labels, cl, format!("box count {n} is implausible")));
         }
@@ -290,14 +301,22 @@ pub fn load_wider(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>,
                 .collect::<Result<_, _>>()
                 .map_err(|_| Error::parse(labels, bl, format!("expected numbers, found {b:?}")))?;
             if v.len() < 4 {
-                return Err(Error::parse(labels, bl, format!("expected at least 4 numbers (x y w h), found {}", v.len())));
+                return Err(Error::parse(
+                    labels,
+                    bl,
+                    format!("expected at least 4 numbers (x y w h), found {}", v.len()),
+                ));
             }
             if n == 0 {
                 break; // the placeholder line
             }
             let rect = pixel_box(labels, bl, v[0], v[1], v[2], v[3])?;
             let invalid = v.get(7).copied().unwrap_or(0.0) != 0.0;
-            boxes.push(LabelBox { coords: Coords::Pixels(rect), class: Class::Face, ignore: invalid || rect.is_empty() });
+            boxes.push(LabelBox {
+                coords: Coords::Pixels(rect),
+                class: Class::Face,
+                ignore: invalid || rect.is_empty(),
+            });
         }
         out.push(ImageLabels { path: root.join(name), name: name.to_string(), size: None, boxes });
     }
@@ -309,7 +328,9 @@ fn wider_default_root(labels: &Path) -> PathBuf {
     let name = labels.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     for split in ["val", "train", "test"] {
         if name.contains(&format!("_{split}_")) {
-            for cand in [dir.join(format!("../WIDER_{split}/images")), dir.join(format!("WIDER_{split}/images"))] {
+            for cand in
+                [dir.join(format!("../WIDER_{split}/images")), dir.join(format!("WIDER_{split}/images"))]
+            {
                 if cand.is_dir() {
                     return cand;
                 }
@@ -400,19 +421,27 @@ fn parse_attrs<'a>(path: &Path, line: usize, mut s: &'a str) -> Result<Vec<(&'a 
         if s.is_empty() {
             return Ok(out);
         }
-        let eq = s.find('=').ok_or_else(|| Error::parse(path, line, format!("attribute without value near {s:?}")))?;
+        let eq = s
+            .find('=')
+            .ok_or_else(|| Error::parse(path, line, format!("attribute without value near {s:?}")))?;
         let name = s[..eq].trim();
         let v = s[eq + 1..].trim_start();
         let q = v.chars().next().filter(|c| *c == '"' || *c == '\'');
         let q = q.ok_or_else(|| Error::parse(path, line, format!("attribute {name} is not quoted")))?;
-        let close = v[1..].find(q).ok_or_else(|| Error::parse(path, line, format!("attribute {name} is not closed")))?;
+        let close = v[1..]
+            .find(q)
+            .ok_or_else(|| Error::parse(path, line, format!("attribute {name} is not closed")))?;
         out.push((name, unescape(&v[1..1 + close])));
         s = &v[close + 2..];
     }
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 fn attr<'t>(t: &'t Tag<'_>, name: &str) -> Option<&'t str> {
@@ -449,8 +478,14 @@ pub fn load_dlib(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>, 
                 if in_image {
                     return Err(Error::parse(labels, tag.line, "<image> inside <image>"));
                 }
-                let file = attr(tag, "file").ok_or_else(|| Error::parse(labels, tag.line, "<image> without file=''"))?;
-                out.push(ImageLabels { path: root.join(file), name: file.to_string(), size: None, boxes: Vec::new() });
+                let file = attr(tag, "file")
+                    .ok_or_else(|| Error::parse(labels, tag.line, "<image> without file=''"))?;
+                out.push(ImageLabels {
+                    path: root.join(file),
+                    name: file.to_string(),
+                    size: None,
+                    boxes: Vec::new(),
+                });
                 in_image = !tag.self_closing;
             }
             ("image", true) => {
@@ -464,10 +499,14 @@ pub fn load_dlib(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>, 
                     return Err(Error::parse(labels, tag.line, "<box> outside <image>"));
                 }
                 let num = |n: &str| -> Result<f64, Error> {
-                    let v = attr(tag, n).ok_or_else(|| Error::parse(labels, tag.line, format!("<box> without {n}=''")))?;
-                    v.trim().parse().map_err(|_| Error::parse(labels, tag.line, format!("<box> {n}={v:?} is not a number")))
+                    let v = attr(tag, n)
+                        .ok_or_else(|| Error::parse(labels, tag.line, format!("<box> without {n}=''")))?;
+                    v.trim().parse().map_err(|_| {
+                        Error::parse(labels, tag.line, format!("<box> {n}={v:?} is not a number"))
+                    })
                 };
-                let rect = pixel_box(labels, tag.line, num("left")?, num("top")?, num("width")?, num("height")?)?;
+                let rect =
+                    pixel_box(labels, tag.line, num("left")?, num("top")?, num("width")?, num("height")?)?;
                 let ignore = attr(tag, "ignore").is_some_and(|v| v.trim() == "1" || v.trim() == "true");
                 let b = (rect, ignore, tag.line, None);
                 if tag.self_closing {
@@ -477,7 +516,8 @@ pub fn load_dlib(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>, 
                 }
             }
             ("box", true) => {
-                let b = open_box.take().ok_or_else(|| Error::parse(labels, tag.line, "</box> without <box>"))?;
+                let b =
+                    open_box.take().ok_or_else(|| Error::parse(labels, tag.line, "</box> without <box>"))?;
                 finish_box(b, &mut out);
             }
             ("label", false) => {
@@ -544,25 +584,43 @@ pub fn load_coco(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>, 
     let text = read(labels)?;
     let root = root_of(labels, opts);
     let coco: CocoFile = serde_json::from_str(&text).map_err(|e| json_err(labels, &e))?;
-    let cats: BTreeMap<u64, Option<Class>> = coco.categories.iter().map(|c| (c.id, opts.classes.get(&c.name))).collect();
+    let cats: BTreeMap<u64, Option<Class>> =
+        coco.categories.iter().map(|c| (c.id, opts.classes.get(&c.name))).collect();
     let mut index = BTreeMap::new();
     let mut out = Vec::with_capacity(coco.images.len());
     for im in &coco.images {
         if index.insert(im.id, out.len()).is_some() {
-            return Err(Error::parse(labels, line_of(&text, &format!("\"id\": {}", im.id)), format!("duplicate image id {}", im.id)));
+            return Err(Error::parse(
+                labels,
+                line_of(&text, &format!("\"id\": {}", im.id)),
+                format!("duplicate image id {}", im.id),
+            ));
         }
         let size = im.width.zip(im.height);
-        out.push(ImageLabels { path: root.join(&im.file_name), name: im.file_name.clone(), size, boxes: Vec::new() });
+        out.push(ImageLabels {
+            path: root.join(&im.file_name),
+            name: im.file_name.clone(),
+            size,
+            boxes: Vec::new(),
+        });
     }
     for (k, a) in coco.annotations.iter().enumerate() {
         let where_ = || line_of_nth(&text, "\"image_id\"", k);
         let Some(&i) = index.get(&a.image_id) else {
-            return Err(Error::parse(labels, where_(), format!("annotation {k} refers to unknown image_id {}", a.image_id)));
+            return Err(Error::parse(
+                labels,
+                where_(),
+                format!("annotation {k} refers to unknown image_id {}", a.image_id),
+            ));
         };
         let class = match cats.get(&a.category_id) {
             Some(c) => *c,
             None => {
-                return Err(Error::parse(labels, where_(), format!("annotation {k}: unknown category_id {}", a.category_id)))
+                return Err(Error::parse(
+                    labels,
+                    where_(),
+                    format!("annotation {k}: unknown category_id {}", a.category_id),
+                ))
             }
         };
         let Some(class) = class else { continue };
@@ -645,22 +703,40 @@ pub fn load_yolo(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>, 
             }
             let f: Vec<&str> = l.split_whitespace().collect();
             if f.len() != 5 {
-                return Err(Error::parse(&txt, i + 1, format!("expected `class cx cy w h`, found {} fields", f.len())));
+                return Err(Error::parse(
+                    &txt,
+                    i + 1,
+                    format!("expected `class cx cy w h`, found {} fields", f.len()),
+                ));
             }
-            let id: usize = f[0].parse().map_err(|_| Error::parse(&txt, i + 1, format!("class id {:?} is not an integer", f[0])))?;
+            let id: usize = f[0]
+                .parse()
+                .map_err(|_| Error::parse(&txt, i + 1, format!("class id {:?} is not an integer", f[0])))?;
             let v: Vec<f64> = f[1..]
                 .iter()
                 .map(|s| s.parse::<f64>())
                 .collect::<Result<_, _>>()
                 .map_err(|_| Error::parse(&txt, i + 1, format!("expected numbers, found {l:?}")))?;
             if v.iter().any(|x| !x.is_finite() || !(-0.5..=1.5).contains(x)) || v[2] < 0.0 || v[3] < 0.0 {
-                return Err(Error::parse(&txt, i + 1, format!("coordinates {l:?} are not fractions of the image size")));
+                return Err(Error::parse(
+                    &txt,
+                    i + 1,
+                    format!("coordinates {l:?} are not fractions of the image size"),
+                ));
             }
             let class = *opts.classes.yolo.get(id).ok_or_else(|| {
-                Error::parse(&txt, i + 1, format!("class id {id} has no name (ids: {})", opts.classes.yolo.len()))
+                Error::parse(
+                    &txt,
+                    i + 1,
+                    format!("class id {id} has no name (ids: {})", opts.classes.yolo.len()),
+                )
             })?;
             if let Some(class) = class {
-                boxes.push(LabelBox { coords: Coords::Normalised { cx: v[0], cy: v[1], w: v[2], h: v[3] }, class, ignore: false });
+                boxes.push(LabelBox {
+                    coords: Coords::Normalised { cx: v[0], cy: v[1], w: v[2], h: v[3] },
+                    class,
+                    ignore: false,
+                });
             }
         }
         out.push(ImageLabels { name: rel_name(&root, &image), path: image, size: None, boxes });
@@ -696,12 +772,17 @@ pub fn ccpd_box(path: &Path, stem: &str) -> Result<LabelBox, Error> {
         let y = y.parse().map_err(|_| err(format!("corner {s:?} is not x&y")))?;
         Ok((x, y))
     };
-    let (a, b) = fields[2].split_once('_').ok_or_else(|| err(format!("box {:?} is not x0&y0_x1&y1", fields[2])))?;
+    let (a, b) =
+        fields[2].split_once('_').ok_or_else(|| err(format!("box {:?} is not x0&y0_x1&y1", fields[2])))?;
     let ((x0, y0), (x1, y1)) = (corner(a)?, corner(b)?);
     if x1 < x0 || y1 < y0 {
         return Err(err(format!("box {:?} has its corners swapped", fields[2])));
     }
-    Ok(LabelBox { coords: Coords::Pixels(Rect::new(x0, y0, x1 + 1, y1 + 1)), class: Class::Plate, ignore: false })
+    Ok(LabelBox {
+        coords: Coords::Pixels(Rect::new(x0, y0, x1 + 1, y1 + 1)),
+        class: Class::Plate,
+        ignore: false,
+    })
 }
 
 // ---- Veil JSON -------------------------------------------------------------------------------
@@ -769,7 +850,11 @@ pub fn load_veil(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>, 
     let root = root_of(labels, opts);
     let f: VeilFile = serde_json::from_str(&text).map_err(|e| json_err(labels, &e))?;
     if f.format != VEIL_FORMAT {
-        return Err(Error::parse(labels, line_of(&text, "\"format\""), format!("format {:?}: expected {VEIL_FORMAT:?}", f.format)));
+        return Err(Error::parse(
+            labels,
+            line_of(&text, "\"format\""),
+            format!("format {:?}: expected {VEIL_FORMAT:?}", f.format),
+        ));
     }
     let mut out = Vec::with_capacity(f.images.len());
     for (k, im) in f.images.iter().enumerate() {
@@ -777,16 +862,35 @@ pub fn load_veil(labels: &Path, opts: &LoadOptions) -> Result<Vec<ImageLabels>, 
         let mut boxes = Vec::with_capacity(im.boxes.len());
         for b in &im.boxes {
             if b.w <= 0 || b.h <= 0 {
-                return Err(Error::parse(labels, line, format!("{}: box {}x{} has no area", im.file, b.w, b.h)));
+                return Err(Error::parse(
+                    labels,
+                    line,
+                    format!("{}: box {}x{} has no area", im.file, b.w, b.h),
+                ));
             }
             let class = match opts.classes.lookup(&b.class) {
                 Some(Some(c)) => c,
                 Some(None) => continue, // mapped to skip
-                None => return Err(Error::parse(labels, line, format!("{}: unknown class {:?}", im.file, b.class))),
+                None => {
+                    return Err(Error::parse(
+                        labels,
+                        line,
+                        format!("{}: unknown class {:?}", im.file, b.class),
+                    ))
+                }
             };
-            boxes.push(LabelBox { coords: Coords::Pixels(Rect::from_xywh(b.x, b.y, b.w, b.h)), class, ignore: b.ignore });
+            boxes.push(LabelBox {
+                coords: Coords::Pixels(Rect::from_xywh(b.x, b.y, b.w, b.h)),
+                class,
+                ignore: b.ignore,
+            });
         }
-        out.push(ImageLabels { path: root.join(&im.file), name: im.file.clone(), size: im.width.zip(im.height), boxes });
+        out.push(ImageLabels {
+            path: root.join(&im.file),
+            name: im.file.clone(),
+            size: im.width.zip(im.height),
+            boxes,
+        });
     }
     Ok(out)
 }

@@ -91,7 +91,8 @@ impl Mask {
     }
     /// Is `(x, y)` redacted? (False outside the image.)
     pub fn get(&self, x: u32, y: u32) -> bool {
-        x < self.width && self.bits.get(y as usize * self.width as usize + x as usize).is_some_and(|&b| b != 0)
+        x < self.width
+            && self.bits.get(y as usize * self.width as usize + x as usize).is_some_and(|&b| b != 0)
     }
     /// Redacted pixels inside `r` (clipped).
     pub fn count_in(&self, r: &Rect) -> u64 {
@@ -196,13 +197,20 @@ pub struct ImageResult {
 
 /// Evaluate one image: `gts` ground truth, `dets` the pipeline's detections, `mask` the redacted
 /// pixels of the output, `residual` the residual detector's detections on the output.
-pub fn evaluate(gts: &[GtBox], dets: &[Detection], mask: &Mask, residual: Option<&[Detection]>, p: &Params) -> ImageResult {
+pub fn evaluate(
+    gts: &[GtBox],
+    dets: &[Detection],
+    mask: &Mask,
+    residual: Option<&[Detection]>,
+    p: &Params,
+) -> ImageResult {
     let (w, h) = (mask.width(), mask.height());
     let mut res: Vec<GtResult> = gts
         .iter()
         .map(|g| {
             let clipped = g.rect.clip(w, h);
-            let coverage = (!clipped.is_empty()).then(|| mask.count_in(&clipped) as f64 / clipped.area() as f64);
+            let coverage =
+                (!clipped.is_empty()).then(|| mask.count_in(&clipped) as f64 / clipped.area() as f64);
             GtResult {
                 gt: *g,
                 bucket: bucket_of(&g.rect),
@@ -250,14 +258,17 @@ pub fn evaluate(gts: &[GtBox], dets: &[Detection], mask: &Mask, residual: Option
 
     if let Some(r) = residual {
         for g in res.iter_mut().filter(|g| !g.gt.ignore) {
-            g.residual = Some(r.iter().any(|d| d.class == g.gt.class && iou(&d.rect, &g.gt.rect) + 1e-12 >= p.residual_iou));
+            g.residual = Some(
+                r.iter().any(|d| d.class == g.gt.class && iou(&d.rect, &g.gt.rect) + 1e-12 >= p.residual_iou),
+            );
         }
     }
 
     // WIDER AP inputs.
     let ap = Class::ALL.map(|c| {
         let idx: Vec<usize> = (0..gts.len()).filter(|&j| gts[j].class == c).collect();
-        let gts_c: Vec<(u8, bool)> = idx.iter().map(|&j| (bucket_of(&gts[j].rect) as u8, gts[j].ignore)).collect();
+        let gts_c: Vec<(u8, bool)> =
+            idx.iter().map(|&j| (bucket_of(&gts[j].rect) as u8, gts[j].ignore)).collect();
         let mut preds: Vec<(u16, Option<u32>)> = order
             .iter()
             .map(|&i| dets[i])

@@ -131,7 +131,9 @@ impl From<Error> for crate::Error {
             Error::Decode { path, msg } => crate::Error::Decode { path, msg },
             Error::Encode { path, msg } => crate::Error::Encode { path, msg },
             Error::Usage(msg) => crate::Error::Usage { what: "eval/synth option", msg },
-            Error::Parse { path, line, msg } => crate::Error::Decode { path, msg: format!("line {line}: {msg}") },
+            Error::Parse { path, line, msg } => {
+                crate::Error::Decode { path, msg: format!("line {line}: {msg}") }
+            }
             other => crate::Error::Decode { path: PathBuf::new(), msg: other.to_string() },
         }
     }
@@ -167,7 +169,9 @@ impl Anonymiser for Engine {
         let (w, h) = image.dimensions();
         let perr = |e: crate::Error| Error::Pipeline { path: name.to_path_buf(), msg: e.to_string() };
         let mut stream = self.stream(&name.to_string_lossy()).map_err(perr)?;
-        let r = stream.process(image, Layout::new(PixelFormat::Rgb888, w, h), &Timing::Synthetic(0)).map_err(perr)?;
+        let r = stream
+            .process(image, Layout::new(PixelFormat::Rgb888, w, h), &Timing::Synthetic(0))
+            .map_err(perr)?;
         Ok(Anonymised {
             regions: r.regions.iter().map(|g| (g.rect, shapes[g.class.index()])).collect(),
             whole_frame: r.outcome().is_fail_closed(),
@@ -209,7 +213,8 @@ pub fn redacted_mask(input: &RgbImage, output: &RgbImage, a: &Anonymised) -> Mas
     let (mut changed_outside, mut unchanged_inside) = (0u64, 0u64);
     let same_size = output.dimensions() == (w, h);
     for (i, m) in mask.as_bytes_mut().iter_mut().enumerate() {
-        let changed = !same_size || input.as_raw().get(i * 3..i * 3 + 3) != output.as_raw().get(i * 3..i * 3 + 3);
+        let changed =
+            !same_size || input.as_raw().get(i * 3..i * 3 + 3) != output.as_raw().get(i * 3..i * 3 + 3);
         match (*m != 0, changed) {
             (false, true) => {
                 changed_outside += 1;
@@ -224,9 +229,14 @@ pub fn redacted_mask(input: &RgbImage, output: &RgbImage, a: &Anonymised) -> Mas
 
 /// Run `detector` on `image` at full resolution and keep detections at or above `min_score`
 /// (Q16), after `veil-core`'s NMS.
-pub fn detect_all(detector: &mut dyn Detector, image: &RgbImage, min_score: u16) -> Result<Vec<Detection>, String> {
+pub fn detect_all(
+    detector: &mut dyn Detector,
+    image: &RgbImage,
+    min_score: u16,
+) -> Result<Vec<Detection>, String> {
     let (w, h) = image.dimensions();
-    let frame = Frame::new_checked(image.as_raw(), Layout::new(PixelFormat::Rgb888, w, h)).map_err(|e| e.to_string())?;
+    let frame = Frame::new_checked(image.as_raw(), Layout::new(PixelFormat::Rgb888, w, h))
+        .map_err(|e| e.to_string())?;
     let mut v: heapless::Vec<Detection, 1024> = heapless::Vec::new();
     detector.detect(&frame, v.as_mut_view()).map_err(|e| e.to_string())?;
     let filter = Filter { threshold: [min_score; veil_core::detect::Class::COUNT], ..Filter::default() };
@@ -295,7 +305,10 @@ pub fn load_labels(opts: &EvalOptions) -> Result<Vec<ImageLabels>, Error> {
 }
 
 fn decode(path: &Path) -> Result<RgbImage, Error> {
-    let mut r = ImageReader::open(path).map_err(|e| Error::io(path, e))?.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    let mut r = ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
     r.no_limits();
     let img = r.decode().map_err(|e| Error::Decode { path: path.to_path_buf(), msg: e.to_string() })?;
     Ok(img.to_rgb8())
@@ -307,7 +320,11 @@ pub fn run(
     anonymiser: &mut dyn Anonymiser,
     mut residual: Option<&mut dyn Detector>,
 ) -> Result<EvalReport, Error> {
-    for (v, n) in [(opts.params.coverage, "coverage"), (opts.params.iou, "iou"), (opts.params.residual_iou, "residual iou")] {
+    for (v, n) in [
+        (opts.params.coverage, "coverage"),
+        (opts.params.iou, "iou"),
+        (opts.params.residual_iou, "residual iou"),
+    ] {
         if !(v > 0.0 && v <= 1.0) {
             return Err(Error::Usage(format!("{n} {v}: expected a fraction in (0, 1]")));
         }
@@ -331,7 +348,13 @@ pub fn run(
         let (w, h) = input.dimensions();
         if let Some((lw, lh)) = im.size {
             if (lw, lh) != (w, h) {
-                return Err(Error::SizeMismatch { path: im.path.clone(), got_w: w, got_h: h, want_w: lw, want_h: lh });
+                return Err(Error::SizeMismatch {
+                    path: im.path.clone(),
+                    got_w: w,
+                    got_h: h,
+                    want_w: lw,
+                    want_h: lh,
+                });
             }
         }
         let gts: Vec<GtBox> = im.boxes.iter().map(|b| b.to_pixels(w, h)).collect();
@@ -357,7 +380,8 @@ pub fn run(
             }
             img.save(&dest).map_err(|e| Error::Encode { path: dest.clone(), msg: e.to_string() })?;
         }
-        extra.per_image_missed += u64::from(r.gts.iter().any(|g| !g.gt.ignore && g.coverage.is_some() && !g.covered));
+        extra.per_image_missed +=
+            u64::from(r.gts.iter().any(|g| !g.gt.ignore && g.coverage.is_some() && !g.covered));
         tally.add(r);
         bar.inc(1);
     }
@@ -442,7 +466,13 @@ impl EvalArgs {
         if !(0.0..=1.0).contains(&self.residual_thresh) {
             return Err(Error::Usage(format!("--residual-thresh {}: expected 0..1", self.residual_thresh)));
         }
-        let shard = self.pipeline.shard.as_deref().map(crate::cli::parse_shard).transpose().map_err(|e| Error::Usage(e.to_string()))?;
+        let shard = self
+            .pipeline
+            .shard
+            .as_deref()
+            .map(crate::cli::parse_shard)
+            .transpose()
+            .map_err(|e| Error::Usage(e.to_string()))?;
         Ok(EvalOptions {
             labels: self.pipeline.inputs.clone(),
             format: self.format,
@@ -451,7 +481,9 @@ impl EvalArgs {
             overlay: self.overlay.clone(),
             shard,
             limit: self.limit,
-            residual_min_score: veil_core::detect::score_from_milli((self.residual_thresh * 1000.0).round() as u16),
+            residual_min_score: veil_core::detect::score_from_milli(
+                (self.residual_thresh * 1000.0).round() as u16
+            ),
             progress: !self.pipeline.quiet,
             detector_name: String::new(),
             residual_name: None,

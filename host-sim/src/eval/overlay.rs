@@ -25,8 +25,8 @@ pub fn render(input: &RgbImage, mask: &Mask, r: &ImageResult, residual: &[Detect
     for (i, p) in img.pixels_mut().enumerate() {
         if mask.as_bytes().get(i).is_some_and(|&m| m != 0) {
             let t = [255u16, 0, 255];
-            for c in 0..3 {
-                p.0[c] = ((u16::from(p.0[c]) * 5 + t[c] * 3) / 8) as u8;
+            for (v, t) in p.0.iter_mut().zip(t) {
+                *v = ((u16::from(*v) * 5 + t * 3) / 8) as u8;
             }
         }
     }

@@ -70,7 +70,10 @@ impl SynthOptions {
             count,
             seed,
             faces: vec![data.join("dlib/faces/training.xml"), data.join("dlib/faces/testing.xml")],
-            backgrounds: vec![data.join("dlib/mmod_cars_test_image.jpg"), data.join("dlib/mmod_cars_test_image2.jpg")],
+            backgrounds: vec![
+                data.join("dlib/mmod_cars_test_image.jpg"),
+                data.join("dlib/mmod_cars_test_image2.jpg"),
+            ],
             background_labels: Vec::new(),
             max_size: (960, 720),
             faces_per_image: (0, 3),
@@ -106,7 +109,9 @@ struct Background {
 }
 
 fn decode(path: &Path) -> Result<RgbImage, Error> {
-    image::open(path).map(|i| i.to_rgb8()).map_err(|e| Error::Decode { path: path.to_path_buf(), msg: e.to_string() })
+    image::open(path)
+        .map(|i| i.to_rgb8())
+        .map_err(|e| Error::Decode { path: path.to_path_buf(), msg: e.to_string() })
 }
 
 fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
@@ -162,7 +167,11 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
             }
             face_imgs.push(decode(&im.path)?);
             for (k, r) in boxes.into_iter().enumerate() {
-                faces.push(FaceSource { image: face_imgs.len() - 1, rect: r, name: format!("{}#{k}", im.name) });
+                faces.push(FaceSource {
+                    image: face_imgs.len() - 1,
+                    rect: r,
+                    name: format!("{}#{k}", im.name),
+                });
             }
         }
     }
@@ -235,7 +244,15 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
             if let Some(f) = rng.pick(&faces) {
                 if let Some((r, note)) = paste_face(&mut rng, &mut img, &face_imgs[f.image], f, &taken) {
                     taken.push(r);
-                    boxes.push(VeilBox { class: "face".into(), x: r.x0, y: r.y0, w: r.width(), h: r.height(), ignore: false, note });
+                    boxes.push(VeilBox {
+                        class: "face".into(),
+                        x: r.x0,
+                        y: r.y0,
+                        w: r.width(),
+                        h: r.height(),
+                        ignore: false,
+                        note,
+                    });
                     summary.faces += 1;
                 }
             }
@@ -243,7 +260,15 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
         for _ in 0..n_plates {
             if let Some((r, note)) = paste_plate(&mut rng, &mut img, &taken) {
                 taken.push(r);
-                boxes.push(VeilBox { class: "plate".into(), x: r.x0, y: r.y0, w: r.width(), h: r.height(), ignore: false, note });
+                boxes.push(VeilBox {
+                    class: "plate".into(),
+                    x: r.x0,
+                    y: r.y0,
+                    w: r.width(),
+                    h: r.height(),
+                    ignore: false,
+                    note,
+                });
                 summary.plates += 1;
             }
         }
@@ -269,7 +294,14 @@ fn draw_size(rng: &mut Rng, max: f64) -> Option<f64> {
 
 /// Find a place for a `bw × bh` box inside `y_range` (fractions of the height) that overlaps
 /// none of `taken` (grown by 4 px); its top-left corner.
-fn place(rng: &mut Rng, img: &RgbImage, bw: i32, bh: i32, y_range: (f64, f64), taken: &[Rect]) -> Option<(i32, i32)> {
+fn place(
+    rng: &mut Rng,
+    img: &RgbImage,
+    bw: i32,
+    bh: i32,
+    y_range: (f64, f64),
+    taken: &[Rect],
+) -> Option<(i32, i32)> {
     let (w, h) = (img.width() as i32, img.height() as i32);
     if bw + 4 > w || bh + 4 > h {
         return None;
@@ -287,7 +319,13 @@ fn place(rng: &mut Rng, img: &RgbImage, bw: i32, bh: i32, y_range: (f64, f64), t
     None
 }
 
-fn paste_face(rng: &mut Rng, img: &mut RgbImage, src: &RgbImage, f: &FaceSource, taken: &[Rect]) -> Option<(Rect, String)> {
+fn paste_face(
+    rng: &mut Rng,
+    img: &mut RgbImage,
+    src: &RgbImage,
+    f: &FaceSource,
+    taken: &[Rect],
+) -> Option<(Rect, String)> {
     let (iw, ih) = (img.width() as f64, img.height() as f64);
     let s = draw_size(rng, (iw.min(ih) * 0.6).min(256.0))?;
     let fr = f.rect;
@@ -317,8 +355,18 @@ fn paste_face(rng: &mut Rng, img: &mut RgbImage, src: &RgbImage, f: &FaceSource,
     .clip(src.width(), src.height());
     // Pre-shrink big reductions so the warp (2×2 samples) does not alias.
     let k = (2.0 * scale).min(1.0);
-    let (tw, th) = (((f64::from(crop.width()) * k).round() as u32).max(1), ((f64::from(crop.height()) * k).round() as u32).max(1));
-    let cut = image::imageops::crop_imm(src, crop.x0 as u32, crop.y0 as u32, crop.width() as u32, crop.height() as u32).to_image();
+    let (tw, th) = (
+        ((f64::from(crop.width()) * k).round() as u32).max(1),
+        ((f64::from(crop.height()) * k).round() as u32).max(1),
+    );
+    let cut = image::imageops::crop_imm(
+        src,
+        crop.x0 as u32,
+        crop.y0 as u32,
+        crop.width() as u32,
+        crop.height() as u32,
+    )
+    .to_image();
     let small = if k < 1.0 { image::imageops::resize(&cut, tw, th, FilterType::Triangle) } else { cut };
     let (tw, th) = small.dimensions();
     let kx = f64::from(tw) / f64::from(crop.width());
@@ -357,7 +405,17 @@ fn paste_face(rng: &mut Rng, img: &mut RgbImage, src: &RgbImage, f: &FaceSource,
     patch.noise(rng, sigma);
     patch.composite(img);
     let r = Rect::from_xywh(x + margin, y + margin, bw, bh);
-    Some((r, format!("face {} size {:.0} rot {:.0} deg{} gain {:.2}", f.name, s, angle, if flip { " flipped" } else { "" }, gain)))
+    Some((
+        r,
+        format!(
+            "face {} size {:.0} rot {:.0} deg{} gain {:.2}",
+            f.name,
+            s,
+            angle,
+            if flip { " flipped" } else { "" },
+            gain
+        ),
+    ))
 }
 
 fn paste_plate(rng: &mut Rng, img: &mut RgbImage, taken: &[Rect]) -> Option<(Rect, String)> {
@@ -401,7 +459,8 @@ fn paste_plate(rng: &mut Rng, img: &mut RgbImage, taken: &[Rect]) -> Option<(Rec
     let sigma = rng.range(0.0, 10.0) as f32;
     patch.noise(rng, sigma);
     patch.composite(img);
-    let mut note = format!("plate {} {} size {:.0} blur {blur} noise {sigma:.1}", plate.text(), plate.scheme.name(), s);
+    let mut note =
+        format!("plate {} {} size {:.0} blur {blur} noise {sigma:.1}", plate.text(), plate.scheme.name(), s);
     if rng.chance(0.3) {
         // An occluder (pole, another vehicle's edge, a pedestrian) over 10-35 % of the plate.
         let frac = rng.range(0.10, 0.35);
@@ -493,6 +552,12 @@ impl SynthArgs {
 /// `veil synth`: generate and print a one-line summary.
 pub fn command(a: &SynthArgs) -> crate::Result<()> {
     let s = generate(&a.options()?)?;
-    eprintln!("wrote {} images ({} faces, {} plates) and {}", s.images, s.faces, s.plates, s.labels.display());
+    eprintln!(
+        "wrote {} images ({} faces, {} plates) and {}",
+        s.images,
+        s.faces,
+        s.plates,
+        s.labels.display()
+    );
     Ok(())
 }

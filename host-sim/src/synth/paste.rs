@@ -40,8 +40,8 @@ impl Texture {
                 }
                 let i = yi as usize * self.w as usize + xi as usize;
                 let wgt = wx * wy;
-                for c in 0..3 {
-                    rgb[c] += self.rgb[i][c] * wgt;
+                for (acc, v) in rgb.iter_mut().zip(self.rgb[i]) {
+                    *acc += v * wgt;
                 }
                 a += self.a[i] * wgt;
             }
@@ -63,7 +63,15 @@ pub struct Patch {
 
 /// Render `tex` through `inv` (target pixel coordinates → texture coordinates) into a patch
 /// covering the target rectangle `[x0, x1) × [y0, y1)`, with `ss × ss` samples per pixel.
-pub fn warp(tex: &Texture, inv: impl Fn(f64, f64) -> (f64, f64), x0: i32, y0: i32, x1: i32, y1: i32, ss: u32) -> Patch {
+pub fn warp(
+    tex: &Texture,
+    inv: impl Fn(f64, f64) -> (f64, f64),
+    x0: i32,
+    y0: i32,
+    x1: i32,
+    y1: i32,
+    ss: u32,
+) -> Patch {
     let (w, h) = ((x1 - x0).max(0) as u32, (y1 - y0).max(0) as u32);
     let mut out = Texture::new(w, h);
     let ss = ss.max(1);
@@ -101,27 +109,28 @@ impl Patch {
         let (w, h) = (self.tex.w as usize, self.tex.h as usize);
         let mut buf: Vec<[f32; 4]> =
             self.tex.rgb.iter().zip(&self.tex.a).map(|(c, &a)| [c[0], c[1], c[2], a]).collect();
-        let pass = |buf: &mut Vec<[f32; 4]>, len: usize, count: usize, idx: &dyn Fn(usize, usize) -> usize| {
-            let mut line = vec![[0f32; 4]; len];
-            for j in 0..count {
-                for (i, l) in line.iter_mut().enumerate() {
-                    *l = buf[idx(j, i)];
-                }
-                for i in 0..len {
-                    let lo = i.saturating_sub(r);
-                    let hi = (i + r).min(len - 1);
-                    let mut s = [0f32; 4];
-                    for l in &line[lo..=hi] {
-                        for k in 0..4 {
-                            s[k] += l[k];
-                        }
+        let pass =
+            |buf: &mut Vec<[f32; 4]>, len: usize, count: usize, idx: &dyn Fn(usize, usize) -> usize| {
+                let mut line = vec![[0f32; 4]; len];
+                for j in 0..count {
+                    for (i, l) in line.iter_mut().enumerate() {
+                        *l = buf[idx(j, i)];
                     }
-                    // Outside the patch is transparent: divide by the full window.
-                    let n = (2 * r + 1) as f32;
-                    buf[idx(j, i)] = s.map(|v| v / n);
+                    for i in 0..len {
+                        let lo = i.saturating_sub(r);
+                        let hi = (i + r).min(len - 1);
+                        let mut s = [0f32; 4];
+                        for l in &line[lo..=hi] {
+                            for k in 0..4 {
+                                s[k] += l[k];
+                            }
+                        }
+                        // Outside the patch is transparent: divide by the full window.
+                        let n = (2 * r + 1) as f32;
+                        buf[idx(j, i)] = s.map(|v| v / n);
+                    }
                 }
-            }
-        };
+            };
         if w > 0 && h > 0 {
             pass(&mut buf, w, h, &|j, i| j * w + i);
             pass(&mut buf, h, w, &|j, i| i * w + j);
@@ -199,8 +208,9 @@ pub fn homography(src: [(f64, f64); 4], dst: [(f64, f64); 4]) -> Option<[f64; 9]
         for r in 0..8 {
             if r != col {
                 let f = m[r][col] / m[col][col];
-                for c in col..9 {
-                    m[r][c] -= f * m[col][c];
+                let pivot_row = m[col];
+                for (v, p) in m[r].iter_mut().zip(pivot_row).skip(col) {
+                    *v -= f * p;
                 }
             }
         }

@@ -89,7 +89,9 @@ impl Plate {
         let province = rng.int(11, 99);
         let letter = char::from(*rng.pick(SERIES_LETTERS).unwrap_or(&b'A'));
         let five = rng.chance(0.8);
-        let digits = |rng: &mut Rng, n: usize| (0..n).map(|_| char::from(b'0' + rng.below(10) as u8)).collect::<String>();
+        let digits = |rng: &mut Rng, n: usize| {
+            (0..n).map(|_| char::from(b'0' + rng.below(10) as u8)).collect::<String>()
+        };
         let number = |d: String| if d.len() == 5 { format!("{}.{}", &d[..3], &d[3..]) } else { d };
         let lines = match layout {
             Layout::CarLong => {
@@ -150,13 +152,15 @@ impl Plate {
                 // Signed distance (mm, negative inside) to the rounded rectangle.
                 let dx = (mx - mm_w / 2.0).abs() - (mm_w / 2.0 - corner);
                 let dy = (my - mm_h / 2.0).abs() - (mm_h / 2.0 - corner);
-                let outside = (dx.max(0.0).powi(2) + dy.max(0.0).powi(2)).sqrt() + dx.max(dy).min(0.0) - corner;
+                let outside =
+                    (dx.max(0.0).powi(2) + dy.max(0.0).powi(2)).sqrt() + dx.max(dy).min(0.0) - corner;
                 let alpha = (0.5 - outside / aa).clamp(0.0, 1.0);
                 if alpha <= 0.0 {
                     continue;
                 }
                 let depth = -outside; // distance from the edge, inside
-                let mut ink_cov = ((depth - b_out) / aa + 0.5).clamp(0.0, 1.0) * ((b_in - depth) / aa + 0.5).clamp(0.0, 1.0);
+                let mut ink_cov = ((depth - b_out) / aa + 0.5).clamp(0.0, 1.0)
+                    * ((b_in - depth) / aa + 0.5).clamp(0.0, 1.0);
                 for &(line, ox, oy, u) in &placed {
                     let gy = (my - oy) / u;
                     if !(-1.0..=GRID_H + 1.0).contains(&gy) {
@@ -185,7 +189,10 @@ impl Plate {
 
 /// Every character a generated plate can hold is in the font.
 pub fn font_covers_plates() -> bool {
-    "0123456789-.".chars().chain(SERIES_LETTERS.iter().map(|&b| char::from(b))).all(|c| font::glyph(c).is_some())
+    "0123456789-."
+        .chars()
+        .chain(SERIES_LETTERS.iter().map(|&b| char::from(b)))
+        .all(|c| font::glyph(c).is_some())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! [`crate::nn::exec`]); the kernels still never index out of bounds on any input, they return
 //! [`NnError::Malformed`] instead.
 
-use super::blob::{rd_i32, CHAN_REC};
+use super::blob::{rd_i32, CHAN_REC, MAX_SHIFT};
 use super::NnError;
 
 /// `round(acc × m / 2^shift)` with ties towards +∞, exact.
@@ -222,6 +222,11 @@ pub fn conv2d(
     if expect(iv.h) != Some(ov.h) || expect(iv.w) != Some(ov.w) {
         return Err(NnError::Malformed);
     }
+    // Shifts as the blob parser checks them (the kernels rely on it).
+    let shifts_ok = |r: &[u8]| r[12] <= MAX_SHIFT && r[13] <= MAX_SHIFT;
+    if !params[..cout * CHAN_REC].chunks_exact(CHAN_REC).all(shifts_ok) {
+        return Err(NnError::Malformed);
+    }
     if groups == 1 && ksz <= MAX_FIELD && cin <= MAX_PAD {
         conv_dense(input, iv, output, ov, g, weights, params, pad, zp_out)
     } else if groups == cin && groups == cout && k <= DW_MAX_K {
@@ -240,10 +245,21 @@ fn read_q(params: &[u8], oc0: usize, q: &mut [ChanQ]) -> Result<(), NnError> {
     Ok(())
 }
 
-/// Requantise one accumulator (without bias) into an output byte.
+/// Requantise one accumulator (without bias) into an output byte: exactly
+/// `sat8(zp_out + q.apply(bias + acc))` (with the `i32` sum wrapping), computed without
+/// branches because the sign of the accumulator is unpredictable. Needs both shifts at most
+/// [`MAX_SHIFT`] (checked by [`conv2d`]).
 #[inline]
 fn finish(q: &ChanQ, acc: i32, zp_out: i8) -> u8 {
-    sat8(zp_out as i32 + q.apply(q.bias.wrapping_add(acc)))
+    let a = q.bias.wrapping_add(acc);
+    let neg = a < 0;
+    let m = if neg { q.m_neg } else { q.m_pos };
+    let sh = (if neg { q.sh_neg } else { q.sh_pos } & 63) as u32;
+    let p = a as i64 * m as i64;
+    // For sh = 0 the rounding term is 0, as in `requant`; |p| < 2^62 so the sum cannot overflow.
+    let r = (p + ((1i64 << sh) >> 1)) >> sh;
+    let r = r.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    sat8((zp_out as i32).wrapping_add(r))
 }
 
 /// The padding value of each of the first `n` input channels, in a stack buffer.
@@ -279,6 +295,7 @@ fn conv_dense(
     let padv = pad_values(pad, cin)?;
     let padv = padv.get(..cin).ok_or(NnError::Malformed)?;
     let weights = weights.get(..cout * field).ok_or(NnError::Malformed)?;
+    let contiguous = iv.pixel_stride == cin;
     let mut xbuf = [0i16; MAX_FIELD];
     let xbuf = xbuf.get_mut(..field).ok_or(NnError::Malformed)?;
     let mut wbuf = [0i16; W_BUF];
@@ -298,14 +315,24 @@ fn conv_dense(
             let iy0 = (oy * g.stride) as isize - g.pad as isize;
             for ox in 0..ov.w {
                 let ix0 = (ox * g.stride) as isize - g.pad as isize;
-                for (t, dst) in xbuf.chunks_exact_mut(cin).enumerate() {
-                    let iy = iy0 + (t / k) as isize;
-                    let ix = ix0 + (t % k) as isize;
-                    if iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w {
-                        let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride;
-                        widen(dst, input.get(xb..xb + cin).ok_or(NnError::Malformed)?);
-                    } else {
-                        widen(dst, padv);
+                for (ky, xrow) in xbuf.chunks_exact_mut(k * cin).enumerate() {
+                    let iy = iy0 + ky as isize;
+                    let row_in = iy >= 0 && (iy as usize) < iv.h;
+                    let rb = iv.off + (iy.max(0) as usize * iv.w) * iv.pixel_stride;
+                    if row_in && contiguous && ix0 >= 0 && ix0 as usize + k <= iv.w {
+                        // The whole kernel row is one run of input bytes.
+                        let xb = rb + ix0 as usize * cin;
+                        widen(xrow, input.get(xb..xb + k * cin).ok_or(NnError::Malformed)?);
+                        continue;
+                    }
+                    for (kx, dst) in xrow.chunks_exact_mut(cin).enumerate() {
+                        let ix = ix0 + kx as isize;
+                        if row_in && ix >= 0 && (ix as usize) < iv.w {
+                            let xb = rb + ix as usize * iv.pixel_stride;
+                            widen(dst, input.get(xb..xb + cin).ok_or(NnError::Malformed)?);
+                        } else {
+                            widen(dst, padv);
+                        }
                     }
                 }
                 let x: &[i16] = xbuf;
@@ -380,17 +407,21 @@ fn conv_depthwise(
                 let ix0 = (ox * g.stride) as isize - g.pad as isize;
                 let mut acc = [0i32; DW_CHUNK];
                 let acc = &mut acc[..n];
-                for (t, wrow) in wt.iter().enumerate().take(taps) {
-                    let iy = iy0 + (t / k) as isize;
-                    let ix = ix0 + (t % k) as isize;
-                    let x = if iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w {
-                        let xb = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride + c0;
-                        input.get(xb..xb + n).ok_or(NnError::Malformed)?
-                    } else {
-                        padv
-                    };
-                    for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(&wrow[..n]) {
-                        *a = a.wrapping_add((xv as i8 as i16 as i32) * (wv as i32));
+                for (ky, wk) in wt.chunks_exact(k).take(k).enumerate() {
+                    let iy = iy0 + ky as isize;
+                    let row_in = iy >= 0 && (iy as usize) < iv.h;
+                    let rb = iv.off + (iy.max(0) as usize * iv.w) * iv.pixel_stride + c0;
+                    for (kx, wrow) in wk.iter().enumerate() {
+                        let ix = ix0 + kx as isize;
+                        let x = if row_in && ix >= 0 && (ix as usize) < iv.w {
+                            let xb = rb + ix as usize * iv.pixel_stride;
+                            input.get(xb..xb + n).ok_or(NnError::Malformed)?
+                        } else {
+                            padv
+                        };
+                        for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(&wrow[..n]) {
+                            *a = a.wrapping_add((xv as i8 as i16 as i32) * (wv as i32));
+                        }
                     }
                 }
                 let ob = ov.off + (oy * ov.w + ox) * ov.pixel_stride + c0;
@@ -707,6 +738,116 @@ mod tests {
             conv2d(&[0; 32], &iv, &mut out, &ov2, &g, &[0; 36], &[0; 32], Pad::Zp(0), 0),
             Err(NnError::Malformed)
         );
+    }
+
+    /// One random conv case: run the dispatching [`conv2d`] and the general kernel on the same
+    /// data (random weights, biases, multipliers of any sign and shifts up to [`MAX_SHIFT`], int8
+    /// extremes included) with tensors inside wider buffers, and compare every output byte.
+    #[allow(clippy::too_many_arguments)]
+    fn fast_vs_generic(
+        h: usize,
+        w: usize,
+        cin: usize,
+        cout: usize,
+        g: ConvGeom,
+        per_channel_pad: bool,
+        seed: u32,
+    ) -> (usize, usize) {
+        let mut s = seed | 1;
+        let byte = |s: &mut u32| {
+            let v = lcg(s);
+            // One value in eight is an extreme.
+            match (*s >> 8) & 7 {
+                0 => -128,
+                1 => 127,
+                _ => v,
+            }
+        };
+        let (ips, ioff) = (cin + 3, 1);
+        let (ops_, ooff) = (cout + 2, 2);
+        let input: Vec<u8> = (0..h * w * ips).map(|_| byte(&mut s) as u8).collect();
+        let iv = View { h, w, c: cin, pixel_stride: ips, off: ioff };
+        let oh = (h + 2 * g.pad - g.k) / g.stride + 1;
+        let ow = (w + 2 * g.pad - g.k) / g.stride + 1;
+        let ov = View { h: oh, w: ow, c: cout, pixel_stride: ops_, off: ooff };
+        let wts: Vec<u8> = (0..cout * g.k * g.k * cin / g.groups).map(|_| byte(&mut s) as u8).collect();
+        let mut params = Vec::new();
+        for _ in 0..cout {
+            let mut r = || {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                s
+            };
+            let q = ChanQ {
+                bias: r() as i32 >> (r() % 24),
+                m_pos: r() as i32 >> (r() % 8),
+                m_neg: if r() % 4 == 0 { 0 } else { r() as i32 >> (r() % 8) },
+                sh_pos: (r() % (MAX_SHIFT as u32 + 1)) as u8,
+                sh_neg: (r() % (MAX_SHIFT as u32 + 1)) as u8,
+            };
+            params.extend_from_slice(&q.write());
+        }
+        let padv: Vec<u8> = (0..cin).map(|_| byte(&mut s) as u8).collect();
+        let pad = if per_channel_pad { Pad::PerChannel(&padv) } else { Pad::Zp(lcg(&mut s)) };
+        let len = oh * ow * ops_ + 2;
+        let mut fast = vec![0x55u8; len];
+        let mut slow = vec![0x55u8; len];
+        conv2d(&input, &iv, &mut fast, &ov, &g, &wts, &params, pad, -7).unwrap();
+        conv_generic(&input, &iv, &mut slow, &ov, &g, &wts, &params, pad, -7).unwrap();
+        assert_eq!(fast, slow, "{h}x{w} {cin}->{cout} {g:?}");
+        (oh, ow)
+    }
+
+    #[test]
+    fn fast_paths_match_the_general_kernel_on_model_shapes() {
+        let conv = |k, stride, groups| ConvGeom { k, stride, pad: k / 2, groups };
+        // First layer, SSH 3×3 convs, pointwise convs, depthwise stride 1 and 2 (more
+        // channels than one chunk, and fewer than four).
+        fast_vs_generic(9, 11, 3, 8, conv(3, 2, 1), true, 1);
+        fast_vs_generic(6, 7, 64, 32, conv(3, 1, 1), false, 2);
+        fast_vs_generic(5, 4, 16, 20, conv(3, 1, 1), false, 3);
+        fast_vs_generic(4, 6, 256, 64, conv(1, 1, 1), false, 4);
+        fast_vs_generic(5, 5, 8, 6, conv(1, 1, 1), false, 5);
+        fast_vs_generic(7, 6, 72, 72, conv(3, 1, 72), false, 6);
+        fast_vs_generic(8, 9, 3, 3, conv(3, 2, 3), true, 7);
+        fast_vs_generic(3, 3, 128, 128, conv(3, 2, 128), false, 8);
+        // Outside the fast paths: grouped, and a 5×5 depthwise.
+        fast_vs_generic(5, 6, 8, 4, conv(3, 1, 2), false, 9);
+        fast_vs_generic(6, 6, 4, 4, conv(5, 1, 4), false, 10);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn fast_paths_match_the_general_kernel(
+            h in 1usize..7,
+            w in 1usize..7,
+            cin in 1usize..40,
+            cout in 1usize..40,
+            k in proptest::sample::select(vec![1usize, 3]),
+            stride in 1usize..3,
+            depthwise: bool,
+            per_channel_pad: bool,
+            seed: u32,
+        ) {
+            let (cout, groups) = if depthwise { (cin, cin) } else { (cout, 1) };
+            let g = ConvGeom { k, stride, pad: k / 2, groups };
+            fast_vs_generic(h.max(k), w.max(k), cin, cout, g, per_channel_pad, seed);
+        }
+
+        #[test]
+        fn finish_is_requant_of_the_biased_accumulator(
+            acc: i32,
+            bias: i32,
+            m_pos: i32,
+            m_neg: i32,
+            sh_pos in 0u8..=MAX_SHIFT,
+            sh_neg in 0u8..=MAX_SHIFT,
+            zp: i8,
+        ) {
+            let q = ChanQ { bias, m_pos, m_neg, sh_pos, sh_neg };
+            let want = sat8((zp as i32).wrapping_add(q.apply(bias.wrapping_add(acc))));
+            proptest::prop_assert_eq!(finish(&q, acc, zp), want);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use super::blob::Model;
 use super::exec::{check_arena, tensor_view};
 use super::NnError;
-use crate::frame::Frame;
+use crate::frame::{Frame, PixelFormat};
 
 /// Where the frame landed in the model input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,25 +111,57 @@ pub fn resize_into(
     let pad = [mean[0].wrapping_sub(128), mean[1].wrapping_sub(128), mean[2].wrapping_sub(128)];
     let (fw, fh) = (lb.frame_w as u64, lb.frame_h as u64);
     let (cw, ch) = (lb.content_w as u64, lb.content_h as u64);
-    for oy in 0..h {
-        for ox in 0..w {
-            let o = (oy * w + ox) * 3;
-            let px = dst.get_mut(o..o + 3).ok_or(NnError::Malformed)?;
-            if ox as u64 >= cw || oy as u64 >= ch {
+    // Packed 24-bit frames are read straight from their bytes: byte offsets of R, G, B.
+    let packed = match frame.format() {
+        PixelFormat::Rgb888 => Some([0usize, 1, 2]),
+        PixelFormat::Bgr888 => Some([2usize, 1, 0]),
+        _ => None,
+    };
+    let bytes = frame.as_bytes();
+    let stride = frame.layout().stride as usize;
+    for (oy, row) in dst.chunks_exact_mut(w * 3).take(h).enumerate() {
+        if oy as u64 >= ch {
+            row.chunks_exact_mut(3).for_each(|px| px.copy_from_slice(&pad));
+            continue;
+        }
+        let y0 = oy as u64 * fh / ch;
+        let y1 = ((oy as u64 + 1) * fh / ch).max(y0 + 1).min(fh);
+        // x0 = ⌊ox·fw/cw⌋ stepped incrementally: `next` is ⌊(ox+1)·fw/cw⌋.
+        let (step, frac) = (fw / cw, fw % cw);
+        let (mut next, mut rem) = (0u64, 0u64);
+        for (ox, px) in row.chunks_exact_mut(3).enumerate() {
+            if ox as u64 >= cw {
                 px.copy_from_slice(&pad);
                 continue;
             }
-            let y0 = oy as u64 * fh / ch;
-            let y1 = ((oy as u64 + 1) * fh / ch).max(y0 + 1).min(fh);
-            let x0 = ox as u64 * fw / cw;
-            let x1 = ((ox as u64 + 1) * fw / cw).max(x0 + 1).min(fw);
+            let x0 = next;
+            next += step;
+            rem += frac;
+            if rem >= cw {
+                next += 1;
+                rem -= cw;
+            }
+            let x1 = next.max(x0 + 1).min(fw);
             let mut s = [0u32; 3];
-            for y in y0..y1 {
-                for x in x0..x1 {
-                    let c = frame.rgb(x as u32, y as u32).ok_or(NnError::BadInputSize)?;
-                    s[0] += c.r as u32;
-                    s[1] += c.g as u32;
-                    s[2] += c.b as u32;
+            if let Some(order) = packed {
+                for y in y0..y1 {
+                    let b = y as usize * stride;
+                    let r =
+                        bytes.get(b + x0 as usize * 3..b + x1 as usize * 3).ok_or(NnError::BadInputSize)?;
+                    for p in r.chunks_exact(3) {
+                        s[0] += p[order[0]] as u32;
+                        s[1] += p[order[1]] as u32;
+                        s[2] += p[order[2]] as u32;
+                    }
+                }
+            } else {
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        let c = frame.rgb(x as u32, y as u32).ok_or(NnError::BadInputSize)?;
+                        s[0] += c.r as u32;
+                        s[1] += c.g as u32;
+                        s[2] += c.b as u32;
+                    }
                 }
             }
             let n = ((y1 - y0) * (x1 - x0)) as u32;
@@ -147,6 +179,72 @@ pub fn resize_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-pixel formulation (every block bound divided out, every pixel read through
+    /// [`Frame::rgb`]) that the row-stepping, byte-reading [`resize_into`] must equal.
+    fn resize_ref(frame: &Frame<'_>, lb: &Letterbox, mean: [u8; 3], bgr: bool) -> std::vec::Vec<u8> {
+        let (w, h) = (lb.input_w as usize, lb.input_h as usize);
+        let mut dst = std::vec![0u8; w * h * 3];
+        let (fw, fh) = (lb.frame_w as u64, lb.frame_h as u64);
+        let (cw, ch) = (lb.content_w as u64, lb.content_h as u64);
+        for oy in 0..h {
+            for ox in 0..w {
+                let px = &mut dst[(oy * w + ox) * 3..(oy * w + ox) * 3 + 3];
+                if ox as u64 >= cw || oy as u64 >= ch {
+                    for (p, m) in px.iter_mut().zip(mean) {
+                        *p = m.wrapping_sub(128);
+                    }
+                    continue;
+                }
+                let y0 = oy as u64 * fh / ch;
+                let y1 = ((oy as u64 + 1) * fh / ch).max(y0 + 1).min(fh);
+                let x0 = ox as u64 * fw / cw;
+                let x1 = ((ox as u64 + 1) * fw / cw).max(x0 + 1).min(fw);
+                let mut s = [0u32; 3];
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        let c = frame.rgb(x as u32, y as u32).unwrap();
+                        s[0] += c.r as u32;
+                        s[1] += c.g as u32;
+                        s[2] += c.b as u32;
+                    }
+                }
+                let n = ((y1 - y0) * (x1 - x0)) as u32;
+                let avg = |v: u32| ((v + n / 2) / n).min(255) as u8;
+                let (r, g, b) = (avg(s[0]), avg(s[1]), avg(s[2]));
+                let (c0, c2) = if bgr { (b, r) } else { (r, b) };
+                px.copy_from_slice(&[c0.wrapping_sub(128), g.wrapping_sub(128), c2.wrapping_sub(128)]);
+            }
+        }
+        dst
+    }
+
+    #[test]
+    fn resize_matches_the_per_pixel_formulation() {
+        use crate::frame::Layout;
+        let mut seed = 7u32;
+        for (fw, fh, mw, mh) in
+            [(100u32, 70u32, 64u32, 64u32), (37, 90, 96, 64), (320, 240, 320, 256), (65, 33, 32, 32)]
+        {
+            for format in [PixelFormat::Rgb888, PixelFormat::Bgr888, PixelFormat::Rgb565] {
+                let bpp = format.bytes_per_pixel();
+                let stride = fw * bpp + 5;
+                let buf: std::vec::Vec<u8> = (0..stride * fh)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                        (seed >> 24) as u8
+                    })
+                    .collect();
+                let frame = Frame::new_checked(&buf, Layout::with_stride(format, fw, fh, stride)).unwrap();
+                let lb = Letterbox::plan(fw, fh, mw, mh).unwrap();
+                for bgr in [false, true] {
+                    let mut dst = std::vec![0u8; (lb.input_w * lb.input_h * 3) as usize];
+                    resize_into(&frame, &lb, [120, 7, 200], bgr, &mut dst).unwrap();
+                    assert_eq!(dst, resize_ref(&frame, &lb, [120, 7, 200], bgr), "{fw}x{fh} {format:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn plan_keeps_aspect_and_never_enlarges() {
