@@ -24,7 +24,7 @@ fn engine(extra: &[&str]) -> Option<Engine> {
     let mut argv = vec!["veil", "anonymise", "--threads", "1"];
     argv.extend(extra);
     let Sub::Anonymise(a) = Cli::parse_from(argv).command else { return None };
-    let det = match veil_sim::app::open_detector(&a) {
+    let det = match veil_sim::app::open_detector(&a.pipeline) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("pipeline_fps: skipped {extra:?}: {e}");

@@ -1,4 +1,4 @@
-//! The commands: `anonymise` (files, folders, videos, webcams), `info` and `prepare-models`.
+//! The commands: `anonymise` (files, folders, videos, webcams), `info`, `eval` and `synth`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,12 +8,13 @@ use serde::Serialize;
 use veil_core::detect::Class;
 
 use crate::batch::{self, Job, Kind, PlanOptions};
-use crate::cli::{AnonymiseArgs, Cli, Command, DetectorChoice, InfoArgs, PrepareArgs};
-use crate::detectors::{self, AnyDetector, Decoder, DetectorOptions};
+use crate::cli::{AnonymiseArgs, Cli, Command, DetectorChoice, InfoArgs, PipelineArgs};
+use crate::detectors::{
+    self, AnyDetector, Decoder, DetectorOptions, CENTERFACE_FILE, CLP_FILE, RETINAFACE_FILE,
+};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::modelprep::{self, CENTERFACE_FILE, CLP_FILE, RETINAFACE_FILE};
-use crate::report::{hex, Failure, StreamFile, Summary};
+use crate::report::{hex, print_json, Failure, StreamFile, Summary};
 use crate::{io_image, io_video};
 
 /// `println!` that ignores a closed standard output (e.g. `veil info | head`).
@@ -29,7 +30,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Anonymise(a) => anonymise(&a),
         Command::Info(i) => info(&i),
-        Command::PrepareModels(p) => prepare(&p),
+        Command::Eval(e) => crate::eval::command(&e),
+        Command::Synth(s) => crate::synth::command(&s),
     }
 }
 
@@ -38,8 +40,8 @@ fn models_dir(opt: &Option<PathBuf>) -> PathBuf {
 }
 
 /// Open the detector the options ask for.
-pub fn open_detector(a: &AnonymiseArgs) -> Result<AnyDetector> {
-    let config = a.config(false)?;
+pub fn open_detector(a: &PipelineArgs) -> Result<AnyDetector> {
+    let config = a.config()?;
     let min = Class::ALL
         .iter()
         .filter(|c| config.filter.enabled[c.index()])
@@ -70,7 +72,7 @@ fn anonymise(a: &AnonymiseArgs) -> Result<()> {
     let started = Instant::now();
     let live = a.camera.is_some();
     let config = a.config(live)?;
-    let detector = open_detector(a)?;
+    let detector = open_detector(&a.pipeline)?;
     let det_name = detector.name();
     let mut engine = Engine::new(detector, config, a.every)?;
     if let Some(p) = &a.boxes {
@@ -79,7 +81,7 @@ fn anonymise(a: &AnonymiseArgs) -> Result<()> {
     if let Some(p) = &a.evidence {
         engine.set_evidence(StreamFile::create(p)?);
     }
-    let multi = MultiProgress::with_draw_target(if a.quiet {
+    let multi = MultiProgress::with_draw_target(if a.pipeline.quiet {
         ProgressDrawTarget::hidden()
     } else {
         ProgressDrawTarget::stderr()
@@ -120,7 +122,7 @@ fn anonymise(a: &AnonymiseArgs) -> Result<()> {
             &a.inputs,
             a.output.as_deref(),
             &PlanOptions {
-                shard: a.shard.as_deref().map(crate::cli::parse_shard).transpose()?,
+                shard: a.pipeline.shard.as_deref().map(crate::cli::parse_shard).transpose()?,
                 allow_inside_input: a.allow_inside_input,
                 dry_run: a.dry_run,
             },
@@ -169,9 +171,9 @@ fn anonymise(a: &AnonymiseArgs) -> Result<()> {
     summary.stats = std::mem::take(&mut engine.stats);
     summary.seconds = secs;
     summary.fps = if secs > 0.0 { summary.stats.frames as f64 / secs } else { 0.0 };
-    if a.json {
-        outln!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
-    } else if !a.quiet {
+    if a.pipeline.json {
+        print_json(&summary)?;
+    } else if !a.pipeline.quiet {
         let s = &summary.stats;
         let outcomes: Vec<String> = s.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!(
@@ -309,7 +311,14 @@ fn info(i: &InfoArgs) -> Result<()> {
         ("retinaface", RETINAFACE_FILE, Decoder::RetinaFace),
         ("clp-det", CLP_FILE, Decoder::ClpDet),
     ] {
-        let path = dir.join(file);
+        let lookup = DetectorOptions {
+            model: None,
+            models_dir: dir.clone(),
+            threads: 1,
+            detect_size: None,
+            min_score: 0.0,
+        };
+        let path = detectors::model_path(&lookup, file);
         let canonical = std::fs::read(&path)
             .map_err(|e| Error::io(&path, e))
             .and_then(|b| detectors::canonical_model(dec, b));
@@ -343,8 +352,7 @@ fn info(i: &InfoArgs) -> Result<()> {
         .collect(),
     };
     if i.json {
-        outln!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
-        return Ok(());
+        return print_json(&info);
     }
     outln!("veil {}", info.version);
     outln!("ONNX Runtime: {} ({})", info.ort_library, info.ort_status);
@@ -360,15 +368,6 @@ fn info(i: &InfoArgs) -> Result<()> {
         );
     }
     outln!("features: {}", info.features.join(", "));
-    Ok(())
-}
-
-fn prepare(p: &PrepareArgs) -> Result<()> {
-    let pypi = p.pypi_dir.clone().unwrap_or_else(|| detectors::repo_cache("pypi"));
-    let out = models_dir(&p.models_dir);
-    for f in modelprep::prepare_models(&pypi, &out)? {
-        outln!("{}", f.display());
-    }
     Ok(())
 }
 

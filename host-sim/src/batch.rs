@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -309,15 +308,6 @@ pub fn write_via_temp<T>(dest: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> 
             Err(e)
         }
     }
-}
-
-/// Write bytes atomically (temporary file, fsync, rename).
-pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
-    write_via_temp(dest, |tmp| {
-        let mut f = fs::File::create(tmp).at(tmp)?;
-        f.write_all(data).at(tmp)?;
-        f.sync_all().at(tmp)
-    })
 }
 
 #[cfg(test)]

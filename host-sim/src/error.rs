@@ -136,6 +136,46 @@ pub enum Error {
         /// Why.
         msg: String,
     },
+    /// A label file is malformed.
+    #[error("{}:{line}: {msg}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An image's size differs from the one its labels state.
+    #[error("{}: image is {got_w}x{got_h} but its labels say {want_w}x{want_h}", path.display())]
+    SizeMismatch {
+        /// The image.
+        path: PathBuf,
+        /// Decoded width.
+        got_w: u32,
+        /// Decoded height.
+        got_h: u32,
+        /// Labelled width.
+        want_w: u32,
+        /// Labelled height.
+        want_h: u32,
+    },
+    /// The pipeline failed on an image under evaluation.
+    #[error("{}: pipeline: {msg}", path.display())]
+    Pipeline {
+        /// The image.
+        path: PathBuf,
+        /// What failed.
+        msg: String,
+    },
+    /// The residual detector of `veil eval` failed on an image.
+    #[error("{}: residual detector: {msg}", path.display())]
+    Residual {
+        /// The image.
+        path: PathBuf,
+        /// What failed.
+        msg: String,
+    },
     /// Some files of a batch failed (each was reported as it happened).
     #[error("{failed} of {total} inputs failed")]
     BatchFailed {
@@ -153,6 +193,10 @@ impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io { path: path.as_ref().to_path_buf(), source }
+    }
+    /// A parse error at 1-based `line` of `path`.
+    pub fn parse(path: &Path, line: usize, msg: impl Into<String>) -> Self {
+        Error::Parse { path: path.to_path_buf(), line, msg: msg.into() }
     }
     /// A usage error.
     pub fn usage(what: &'static str, msg: impl Into<String>) -> Self {

@@ -8,8 +8,8 @@
 //!
 //! Modules: [`cli`] (options), [`batch`] (walk, shard, temporary file + rename),
 //! [`io_image`], [`io_video`], [`camera`], [`preview`], [`detectors`], [`engine`] (pipeline
-//! driver), [`report`] (JSON lines, evidence, summary), [`modelprep`] (ONNX models from the
-//! pinned wheels), [`app`] (the commands).
+//! driver), [`report`] (JSON lines, evidence, summary), [`eval`] (anonymisation measured on
+//! labelled images), [`synth`] (labelled synthetic images), [`app`] (the commands).
 #![warn(missing_docs)]
 
 pub mod app;
@@ -18,11 +18,10 @@ pub mod camera;
 pub mod cli;
 pub mod detectors;
 pub mod engine;
-pub mod eval;
 pub mod error;
+pub mod eval;
 pub mod io_image;
 pub mod io_video;
-pub mod modelprep;
 pub mod preview;
 pub mod report;
 pub mod synth;

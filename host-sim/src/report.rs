@@ -16,6 +16,15 @@ use veil_core::track::Track;
 use crate::batch::temp_path;
 use crate::error::{Error, IoContext, Result};
 
+/// Print `v` as pretty JSON on standard output (`--json`). A closed standard output
+/// (`veil … | head`) is not an error.
+pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| Error::Encode { path: PathBuf::from("<stdout>"), msg: e.to_string() })?;
+    let _ = writeln!(std::io::stdout(), "{s}");
+    Ok(())
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

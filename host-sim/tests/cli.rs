@@ -471,8 +471,12 @@ fn missing_camera_is_a_clear_error() {
     ]));
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("camera 57"), "{err}");
+    assert!(err.contains("camera 57") && err.contains("does not exist"), "{err}");
     assert!(!dir.join("cam.mp4").exists());
+    // Neither a recording nor a preview asked for: a usage error before touching the device.
+    let o = run(&mut veil(&["anonymise", "--camera", "0", det[0], det[1]]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--preview"));
 }
 
 #[test]
@@ -599,4 +603,35 @@ fn builtin_detector_is_the_default_and_needs_no_setup() {
         serde_json::from_str(std::fs::read_to_string(&boxes).unwrap().lines().next().unwrap()).unwrap();
     assert!(!l["detections"].as_array().unwrap().is_empty(), "the int8 engine finds faces in the photo");
     assert_eq!(rgb(&out).dimensions(), rgb(&face_jpg()).dimensions());
+}
+
+#[test]
+fn other_containers_keep_streams_and_frame_counts() {
+    if !have("ffmpeg") || !have("ffprobe") {
+        println!("skipped: ffmpeg/ffprobe not installed (run `cargo xtask setup`)");
+        return;
+    }
+    let dir = scratch("containers");
+    // MPEG-TS starts late (1.4 s) and AVI's index counts one frame more than it holds.
+    for (ext, codecs) in [
+        ("ts", &["-c:v", "libx264", "-c:a", "aac"][..]),
+        ("avi", &["-c:v", "mpeg4", "-c:a", "libmp3lame"][..]),
+    ] {
+        let input = dir.join(format!("in.{ext}"));
+        let st = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-loop", "1", "-framerate", "25", "-i"])
+            .arg(face_jpg())
+            .args(["-f", "lavfi", "-i", "sine=frequency=440", "-t", "1", "-pix_fmt", "yuv420p"])
+            .args(codecs)
+            .arg("-shortest")
+            .arg(&input)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = dir.join(format!("out.{ext}"));
+        let mut args = vec!["anonymise", input.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(BUILTIN);
+        assert!(run(&mut veil(&args)).status.success(), "{ext}");
+        assert_eq!(streams(&input), streams(&out), "{ext}");
+    }
 }

@@ -137,7 +137,10 @@ fn preview_window_shows_the_redacted_frame_with_overlay() {
     let shot = screenshot(&display, &dir).expect("xwd screenshot");
     // Kept for inspection when the test fails.
     let flat: Vec<u8> = shot.px.iter().flatten().copied().collect();
-    image::RgbImage::from_raw(shot.w as u32, shot.h as u32, flat).unwrap().save(dir.join("shot.png")).unwrap();
+    image::RgbImage::from_raw(shot.w as u32, shot.h as u32, flat)
+        .unwrap()
+        .save(dir.join("shot.png"))
+        .unwrap();
     // The last frame's redacted regions, in frame pixels.
     let last: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(&boxes).unwrap().lines().last().unwrap()).unwrap();

@@ -56,7 +56,13 @@ fn root() -> PathBuf {
 
 /// Run a command in the repo root, echoing it, failing on a non-zero exit.
 fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
+    run_in(&root(), cmd)
+}
+
+/// Run a command in `dir` (the board crate must build from its own folder, so that its
+/// `.cargo/config.toml` — target, linker script, QEMU runner — applies).
+fn run_in(dir: &std::path::Path, cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(dir);
     eprintln!("xtask: $ {cmd:?}");
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
@@ -87,6 +93,7 @@ const APT: &[(&str, &str)] = &[
     ("qemu-system-arm", "qemu-system-arm"),
     ("ffmpeg", "ffmpeg"),
     ("Xvfb", "xvfb"),
+    ("xwd", "x11-apps"),
     ("/usr/lib/x86_64-linux-gnu/libclang-14.so.1", "libclang1-14"),
 ];
 
@@ -134,21 +141,27 @@ fn setup() -> Result<()> {
     ensure_apt()?;
     let lib = ort_library()?;
     eprintln!("xtask: ONNX Runtime library at {} (set ORT_DYLIB_PATH to it, or let veil find it)", lib.display());
-    Ok(())
+    // Fetches the pinned model sources into .cache/models/ (the ONNX detectors of `veil`) and
+    // checks that they still convert to the committed int8 blobs.
+    models::run(&[])
 }
 
 fn firmware() -> Result<()> {
     ensure_target()?;
     run(cargo().args(["build", "-p", "veil-core", "--target", THUMB, "--release"]))?;
     run(cargo().args(["build", "-p", "veil-core", "--target", THUMB, "--release", "--features", "defmt"]))?;
-    run(cargo().args(["build", "--release", "--manifest-path", "firmware/app/Cargo.toml"]))
+    run_in(&board_dir(), cargo().args(["build", "--release"]))
+}
+
+fn board_dir() -> PathBuf {
+    root().join("firmware/app")
 }
 
 fn qemu() -> Result<()> {
     ensure_target()?;
     ensure_apt()?;
-    run(cargo().args(["build", "--release", "--manifest-path", "firmware/app/Cargo.toml"]))?;
-    let elf = root().join("firmware/app/target").join(THUMB).join("release/veil-board-mps2");
+    run_in(&board_dir(), cargo().args(["build", "--release"]))?;
+    let elf = board_dir().join("target").join(THUMB).join("release/veil-board-mps2");
     run(Command::new("qemu-system-arm")
         .args(["-machine", "mps2-an500", "-cpu", "cortex-m7", "-nographic"])
         .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel"])
@@ -168,13 +181,10 @@ fn ci(rest: &[String]) -> Result<()> {
         run(cargo().args(["fmt", "--all", "--check", "--manifest-path", manifest]))?;
     }
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run(cargo().args(["clippy", "--release", "--manifest-path", "firmware/app/Cargo.toml", "--", "-D", "warnings"]))?;
+    run_in(&board_dir(), cargo().args(["clippy", "--release", "--", "-D", "warnings"]))?;
     firmware()?;
     // The `log` feature must build too (the shim has three back-ends).
     run(cargo().args(["build", "-p", "veil-core", "--features", "log"]))?;
-    // Rebuild the int8 blobs from their pinned sources and compare with the committed ones; this
-    // also leaves the source ONNX files in .cache/models/ for the ONNX Runtime tests.
-    models::run(&[])?;
     run(cargo().args(["test", "--workspace"]).env("ORT_DYLIB_PATH", &ort))?;
     if !quick {
         // Fuzz targets are a separate workspace; their stable smoke tests run every target's body on

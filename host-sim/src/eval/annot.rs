@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use veil_core::detect::Class;
 use veil_core::frame::Rect;
 
-use super::Error;
+use super::{usage, Error};
 
 /// Annotation file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -160,7 +160,7 @@ impl ClassMap {
         for rule in rules.split(',').filter(|r| !r.trim().is_empty()) {
             let (n, c) = rule
                 .split_once('=')
-                .ok_or_else(|| Error::Usage(format!("class map {rule:?}: expected NAME=face|plate|skip")))?;
+                .ok_or_else(|| usage(format!("class map {rule:?}: expected NAME=face|plate|skip")))?;
             self.names.insert(n.trim().to_lowercase(), parse_target(c)?);
         }
         Ok(())
@@ -176,7 +176,7 @@ fn parse_target(c: &str) -> Result<Option<Class>, Error> {
         "face" => Ok(Some(Class::Face)),
         "plate" => Ok(Some(Class::Plate)),
         "skip" | "none" | "" => Ok(None),
-        o => Err(Error::Usage(format!("class map target {o:?}: expected face, plate or skip"))),
+        o => Err(usage(format!("class map target {o:?}: expected face, plate or skip"))),
     }
 }
 
@@ -204,7 +204,7 @@ pub fn load(labels: &Path, format: Format, opts: &LoadOptions) -> Result<Vec<Ima
 }
 
 fn unreachable_auto() -> Result<Vec<ImageLabels>, Error> {
-    Err(Error::Usage("annotation format could not be determined".into()))
+    Err(usage("annotation format could not be determined"))
 }
 
 /// Guess the format: a directory is YOLO (with `.txt` files) or CCPD (images only); `.xml` is
@@ -233,7 +233,7 @@ pub fn guess(labels: &Path) -> Result<Format, Error> {
             || v.get("format").and_then(|f| f.as_str()) == Some(VEIL_FORMAT);
         Ok(if veil { Format::Veil } else { Format::Coco })
     } else {
-        Err(Error::Usage(format!("{}: cannot tell the annotation format; pass --format", labels.display())))
+        Err(usage(format!("{}: cannot tell the annotation format; pass --format", labels.display())))
     }
 }
 

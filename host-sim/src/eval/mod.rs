@@ -35,108 +35,18 @@ use veil_core::detect::{postprocess, Detection, Detector, Filter};
 use veil_core::frame::{Frame, FrameMut, Layout, PixelFormat, Rect, Rgb};
 use veil_core::redact::{redact, Mode, Shape};
 
-use crate::cli::{AnonymiseArgs, DetectorChoice};
+use crate::cli::{DetectorChoice, PipelineArgs};
 use crate::engine::{Engine, Timing};
 
 pub use annot::{ClassMap, Format, GtBox, ImageLabels, LoadOptions};
 pub use metrics::{Mask, Params};
 pub use report::EvalReport;
 
-/// Errors of `veil eval` and `veil synth`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A label file is malformed.
-    #[error("{}:{line}: {msg}", path.display())]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        msg: String,
-    },
-    /// A file system operation failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// An image could not be decoded.
-    #[error("{}: cannot decode: {msg}", path.display())]
-    Decode {
-        /// The image.
-        path: PathBuf,
-        /// The decoder's message.
-        msg: String,
-    },
-    /// An image could not be written.
-    #[error("{}: cannot encode: {msg}", path.display())]
-    Encode {
-        /// The output.
-        path: PathBuf,
-        /// The encoder's message.
-        msg: String,
-    },
-    /// The image's size differs from the one its labels state.
-    #[error("{}: image is {got_w}x{got_h} but its labels say {want_w}x{want_h}", path.display())]
-    SizeMismatch {
-        /// The image.
-        path: PathBuf,
-        /// Decoded width.
-        got_w: u32,
-        /// Decoded height.
-        got_h: u32,
-        /// Labelled width.
-        want_w: u32,
-        /// Labelled height.
-        want_h: u32,
-    },
-    /// The pipeline failed on an image.
-    #[error("{}: pipeline: {msg}", path.display())]
-    Pipeline {
-        /// The image.
-        path: PathBuf,
-        /// What failed.
-        msg: String,
-    },
-    /// The residual detector failed on an image.
-    #[error("{}: residual detector: {msg}", path.display())]
-    Residual {
-        /// The image.
-        path: PathBuf,
-        /// What failed.
-        msg: String,
-    },
-    /// An option value is invalid.
-    #[error("{0}")]
-    Usage(String),
-}
+pub use crate::error::Error;
 
-impl Error {
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
-    }
-    pub(crate) fn parse(path: &Path, line: usize, msg: impl Into<String>) -> Self {
-        Error::Parse { path: path.to_path_buf(), line, msg: msg.into() }
-    }
-}
-
-impl From<Error> for crate::Error {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Io { path, source } => crate::Error::Io { path, source },
-            Error::Decode { path, msg } => crate::Error::Decode { path, msg },
-            Error::Encode { path, msg } => crate::Error::Encode { path, msg },
-            Error::Usage(msg) => crate::Error::Usage { what: "eval/synth option", msg },
-            Error::Parse { path, line, msg } => {
-                crate::Error::Decode { path, msg: format!("line {line}: {msg}") }
-            }
-            other => crate::Error::Decode { path: PathBuf::new(), msg: other.to_string() },
-        }
-    }
+/// A usage error of `veil eval` or `veil synth`.
+pub(crate) fn usage(msg: impl Into<String>) -> Error {
+    Error::usage("eval/synth option", msg)
 }
 
 /// What the pipeline did to one image.
@@ -304,7 +214,8 @@ pub fn load_labels(opts: &EvalOptions) -> Result<Vec<ImageLabels>, Error> {
     Ok(all)
 }
 
-fn decode(path: &Path) -> Result<RgbImage, Error> {
+/// Decode an image file (format from its content) to RGB8.
+pub(crate) fn decode(path: &Path) -> Result<RgbImage, Error> {
     let mut r = ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
@@ -326,7 +237,7 @@ pub fn run(
         (opts.params.residual_iou, "residual iou"),
     ] {
         if !(v > 0.0 && v <= 1.0) {
-            return Err(Error::Usage(format!("{n} {v}: expected a fraction in (0, 1]")));
+            return Err(usage(format!("{n} {v}: expected a fraction in (0, 1]")));
         }
     }
     let images = load_labels(opts)?;
@@ -412,6 +323,9 @@ pub fn overlay_name(name: &str) -> PathBuf {
 /// pipeline option (detector, thresholds, mode, ...), so the pipeline runs as it would there.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
+    /// Label files, or folders for YOLO/CCPD.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
     /// Annotation format of the label files given as INPUT.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
@@ -447,9 +361,9 @@ pub struct EvalArgs {
     /// Evaluate at most this many images.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
-    /// The pipeline (INPUT: the label files, or folders for YOLO/CCPD).
+    /// The pipeline, as `veil anonymise` runs it.
     #[command(flatten)]
-    pub pipeline: AnonymiseArgs,
+    pub pipeline: PipelineArgs,
 }
 
 impl EvalArgs {
@@ -460,21 +374,15 @@ impl EvalArgs {
             classes.extend(m)?;
         }
         classes.set_yolo(&self.yolo_classes);
-        if self.pipeline.inputs.is_empty() {
-            return Err(Error::Usage("give at least one label file (or folder for YOLO/CCPD)".into()));
+        if self.inputs.is_empty() {
+            return Err(usage("give at least one label file (or folder for YOLO/CCPD)"));
         }
         if !(0.0..=1.0).contains(&self.residual_thresh) {
-            return Err(Error::Usage(format!("--residual-thresh {}: expected 0..1", self.residual_thresh)));
+            return Err(usage(format!("--residual-thresh {}: expected 0..1", self.residual_thresh)));
         }
-        let shard = self
-            .pipeline
-            .shard
-            .as_deref()
-            .map(crate::cli::parse_shard)
-            .transpose()
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let shard = self.pipeline.shard.as_deref().map(crate::cli::parse_shard).transpose()?;
         Ok(EvalOptions {
-            labels: self.pipeline.inputs.clone(),
+            labels: self.inputs.clone(),
             format: self.format,
             load: LoadOptions { images: self.images.clone(), classes },
             params: Params { coverage: self.coverage, iou: self.iou, residual_iou: self.residual_iou },
@@ -496,7 +404,7 @@ impl EvalArgs {
 pub fn command(a: &EvalArgs) -> crate::Result<()> {
     let mut opts = a.options()?;
     let p = &a.pipeline;
-    let config = p.config(false)?;
+    let config = p.config()?;
     let detector = crate::app::open_detector(p)?;
     opts.detector_name = detector.name().to_string();
     let mut engine = Engine::new(detector, config, 1)?;
@@ -521,10 +429,11 @@ pub fn command(a: &EvalArgs) -> crate::Result<()> {
         if !p.quiet {
             eprint!("{table}");
         }
-        let s = serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?;
-        println!("{s}");
+        crate::report::print_json(&report)?;
     } else {
-        print!("{table}");
+        use std::io::Write as _;
+        // A closed standard output (`veil eval … | head`) is not an error.
+        let _ = write!(std::io::stdout(), "{table}");
     }
     Ok(())
 }

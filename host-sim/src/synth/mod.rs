@@ -32,7 +32,7 @@ use veil_core::frame::Rect;
 
 use crate::eval::annot::{self, Coords, Format, LoadOptions, VeilBox, VeilFile, VeilImage, VEIL_FORMAT};
 use crate::eval::metrics::BUCKETS;
-use crate::eval::Error;
+use crate::eval::{decode, usage, Error};
 use paste::{homography, project, warp, Patch, Texture};
 use plate::Plate;
 use rng::Rng;
@@ -108,12 +108,6 @@ struct Background {
     known: Vec<(Rect, Class)>,
 }
 
-fn decode(path: &Path) -> Result<RgbImage, Error> {
-    image::open(path)
-        .map(|i| i.to_rgb8())
-        .map_err(|e| Error::Decode { path: path.to_path_buf(), msg: e.to_string() })
-}
-
 fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     for p in paths {
@@ -143,10 +137,10 @@ fn file_name(p: &Path) -> String {
 /// Generate the set described by `opts`.
 pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
     if opts.count == 0 {
-        return Err(Error::Usage("synth: count must be at least 1".into()));
+        return Err(usage("synth: count must be at least 1"));
     }
     if opts.faces_per_image.0 > opts.faces_per_image.1 || opts.plates_per_image.0 > opts.plates_per_image.1 {
-        return Err(Error::Usage("synth: per-image ranges must be MIN..MAX with MIN <= MAX".into()));
+        return Err(usage("synth: per-image ranges must be MIN..MAX with MIN <= MAX"));
     }
     // Face sources.
     let mut face_imgs: Vec<RgbImage> = Vec::new();
@@ -176,7 +170,7 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
         }
     }
     if faces.is_empty() && opts.faces_per_image.1 > 0 {
-        return Err(Error::Usage("synth: no face boxes found in the dlib XML files".into()));
+        return Err(usage("synth: no face boxes found in the dlib XML files"));
     }
     // Backgrounds and their known objects.
     let mut known: Vec<(String, Vec<(Rect, Class)>)> = Vec::new();
@@ -193,7 +187,7 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
         backgrounds.push(Background { img: decode(&p)?, name, known: k });
     }
     if backgrounds.is_empty() {
-        return Err(Error::Usage("synth: no background images".into()));
+        return Err(usage("synth: no background images"));
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
 
@@ -244,15 +238,7 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
             if let Some(f) = rng.pick(&faces) {
                 if let Some((r, note)) = paste_face(&mut rng, &mut img, &face_imgs[f.image], f, &taken) {
                     taken.push(r);
-                    boxes.push(VeilBox {
-                        class: "face".into(),
-                        x: r.x0,
-                        y: r.y0,
-                        w: r.width(),
-                        h: r.height(),
-                        ignore: false,
-                        note,
-                    });
+                    boxes.push(label(Class::Face, r, note));
                     summary.faces += 1;
                 }
             }
@@ -260,15 +246,7 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
         for _ in 0..n_plates {
             if let Some((r, note)) = paste_plate(&mut rng, &mut img, &taken) {
                 taken.push(r);
-                boxes.push(VeilBox {
-                    class: "plate".into(),
-                    x: r.x0,
-                    y: r.y0,
-                    w: r.width(),
-                    h: r.height(),
-                    ignore: false,
-                    note,
-                });
+                boxes.push(label(Class::Plate, r, note));
                 summary.plates += 1;
             }
         }
@@ -285,6 +263,11 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, Error> {
 }
 
 /// A target size (shorter side) drawn evenly over the buckets, limited to `max`.
+/// The label of a pasted object.
+fn label(class: Class, r: Rect, note: String) -> VeilBox {
+    VeilBox { class: class.name().into(), x: r.x0, y: r.y0, w: r.width(), h: r.height(), ignore: false, note }
+}
+
 fn draw_size(rng: &mut Rng, max: f64) -> Option<f64> {
     const EDGES: [f64; BUCKETS + 1] = [8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
     let b = rng.below(BUCKETS as u64) as usize;
@@ -522,7 +505,7 @@ pub struct SynthArgs {
 }
 
 fn parse_range(s: &str) -> Result<(u32, u32), Error> {
-    let err = || Error::Usage(format!("{s:?}: expected MIN..MAX"));
+    let err = || usage(format!("{s:?}: expected MIN..MAX"));
     let (a, b) = s.split_once("..").ok_or_else(err)?;
     let (a, b) = (a.trim().parse().map_err(|_| err())?, b.trim().parse().map_err(|_| err())?);
     if a > b || b > 64 {
@@ -542,7 +525,7 @@ impl SynthArgs {
             o.backgrounds = self.backgrounds.clone();
         }
         o.background_labels = self.background_labels.clone();
-        o.max_size = crate::cli::parse_size(&self.max_size).map_err(|e| Error::Usage(e.to_string()))?;
+        o.max_size = crate::cli::parse_size(&self.max_size)?;
         o.faces_per_image = parse_range(&self.faces_per_image)?;
         o.plates_per_image = parse_range(&self.plates_per_image)?;
         Ok(o)

@@ -59,7 +59,7 @@ pub fn centerface() -> Option<[&'static str; 2]> {
     let model = std::env::var_os("VEIL_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".cache/models"))
-        .join("centerface.onnx");
+        .join("centerface-dynamic.onnx");
     if !ort_lib().is_file() {
         println!("skipped: no ONNX Runtime library at {} (run `cargo xtask setup`)", ort_lib().display());
         return None;
