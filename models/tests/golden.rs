@@ -81,7 +81,6 @@ fn detector_config_errors_and_ids() {
     let c = DetectorConfig { max_w: 320, max_h: 256, ..DetectorConfig::default() };
     let both = BuiltinDetector::new(Some(FACE), Some(PLATE), &mut arena, c).unwrap();
     let id_both = both.model_id();
-    drop(both);
     let face_only = BuiltinDetector::new(Some(FACE), None, &mut arena, c).unwrap();
     assert_eq!(face_only.model_id(), Model::parse(FACE).unwrap().id());
     assert_ne!(face_only.model_id(), id_both);

