@@ -206,7 +206,8 @@ pub struct PipelineArgs {
     /// Never redact detections centred in this zone `x,y,w,h` (repeatable, at most 8).
     #[arg(long, value_name = "X,Y,W,H")]
     pub exclude: Vec<String>,
-    /// Run the detector on a copy scaled to `WxH` and map boxes back.
+    /// Run the detector on a copy scaled to `WxH` and map boxes back (the built-in detector
+    /// letterboxes to fit 640x480 by default).
     #[arg(long, value_name = "WxH")]
     pub detect_scale: Option<String>,
 

@@ -271,6 +271,19 @@ impl Layout {
         u32::try_from(total).map(|t| t as usize).map_err(|_| FrameError::TooLarge)
     }
 
+    /// Validate the layout and that a buffer of `len` bytes holds it; returns the bytes used
+    /// (the frame constructors slice the buffer to exactly that, so no later index can overrun).
+    fn check_buffer(&self, len: usize) -> Result<usize, FrameError> {
+        let needed = self.validate()?;
+        if len < needed {
+            return Err(FrameError::BufferTooShort {
+                needed: needed as u32,
+                got: len.min(u32::MAX as usize) as u32,
+            });
+        }
+        Ok(needed)
+    }
+
     /// Bytes a buffer must hold, or the reason the layout is invalid.
     pub fn required_len(&self) -> Result<usize, FrameError> {
         self.validate()
@@ -443,13 +456,7 @@ pub struct FrameMut<'a> {
 impl<'a> Frame<'a> {
     /// Check `layout` and that `buf` holds it. After this, no accessor panics.
     pub fn new_checked(buf: &'a [u8], layout: Layout) -> Result<Self, FrameError> {
-        let needed = layout.validate()?;
-        if buf.len() < needed {
-            return Err(FrameError::BufferTooShort {
-                needed: needed as u32,
-                got: buf.len().min(u32::MAX as usize) as u32,
-            });
-        }
+        let needed = layout.check_buffer(buf.len())?;
         Ok(Frame { buf: &buf[..needed], layout })
     }
     /// The layout.
@@ -494,13 +501,7 @@ impl<'a> Frame<'a> {
 impl<'a> FrameMut<'a> {
     /// Check `layout` and that `buf` holds it. After this, no accessor panics.
     pub fn new_checked(buf: &'a mut [u8], layout: Layout) -> Result<Self, FrameError> {
-        let needed = layout.validate()?;
-        if buf.len() < needed {
-            return Err(FrameError::BufferTooShort {
-                needed: needed as u32,
-                got: buf.len().min(u32::MAX as usize) as u32,
-            });
-        }
+        let needed = layout.check_buffer(buf.len())?;
         Ok(FrameMut { buf: &mut buf[..needed], layout })
     }
     /// A read-only view.
