@@ -17,15 +17,29 @@
 //! `w × h` (multiples of 32) is `Model::arena_units() × (w/32) × (h/32)` bytes
 //! ([`Model::arena_len`]). Everything is integer: results are bit-identical on every CPU.
 //!
+//! Kernels ([`ops::conv2d`] dispatches): dense convolutions (1×1 and k×k) through a gathered
+//! receptive field; 3×3 depthwise convolutions on flat rows ([`depthwise`]); exact integer
+//! Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions ([`winograd`]); on x86-64 hosts with
+//! AVX2 and the `simd` feature, AVX2 kernels picked at run time (a `vpmaddwd` micro-kernel of four
+//! pixels × 16 channels, exact integer Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions, and
+//! vectorised requantisation). Every kernel computes the same integers as the reference
+//! `conv_generic` (the tests compare them byte for byte), so the device and any host agree
+//! bit for bit. The `simd` feature adds the `pulp` crate, whose own code holds the CPU-feature
+//! probe and the `unsafe` call into AVX2 code; veil-core itself has no `unsafe`.
+//!
 //! [`BuiltinDetector`] implements [`crate::detect::Detector`] on top, running a face model, a
 //! plate model, or both on each frame.
 
 pub mod blob;
 pub mod decode;
+pub mod depthwise;
 pub mod detector;
 pub mod exec;
 pub mod ops;
 pub mod resize;
+pub mod winograd;
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+mod x86;
 
 pub use blob::{Model, BLOB_MAGIC, BLOB_VERSION};
 pub use decode::Candidate;

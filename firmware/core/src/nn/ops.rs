@@ -22,8 +22,8 @@ pub fn requant(acc: i32, m: i32, shift: u8) -> i32 {
     r.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
-#[inline]
-fn sat8(v: i32) -> u8 {
+#[inline(always)]
+pub(super) fn sat8(v: i32) -> u8 {
     v.clamp(-128, 127) as i8 as u8
 }
 
@@ -170,13 +170,13 @@ fn widen(dst: &mut [i16], src: &[u8]) {
 }
 
 /// Output channels whose [`ChanQ`] records are decoded at a time.
-const CHUNK: usize = 64;
+pub(super) const CHUNK: usize = 64;
 /// Largest `k²·cin` (one output pixel's receptive field) the dense path gathers on the stack.
 const MAX_FIELD: usize = 2304;
 /// `i16` weights of one block of output channels of the dense path (16 KiB of stack).
 const W_BUF: usize = 8192;
 /// Largest channel count of the fast paths' padding buffer.
-const MAX_PAD: usize = 256;
+pub(super) const MAX_PAD: usize = 256;
 /// Largest kernel side of the depthwise fast path.
 const DW_MAX_K: usize = 3;
 /// Channels the depthwise fast path processes at a time.
@@ -191,6 +191,23 @@ const DW_CHUNK: usize = 64;
 /// not matter).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
+    input: &[u8],
+    iv: &View,
+    output: &mut [u8],
+    ov: &View,
+    g: &ConvGeom,
+    weights: &[u8],
+    params: &[u8],
+    pad: Pad<'_>,
+    zp_out: i8,
+) -> Result<(), NnError> {
+    conv2d_on(true, input, iv, output, ov, g, weights, params, pad, zp_out)
+}
+
+/// [`conv2d`], with the AVX2 kernels allowed or not (the tests run both paths on any host).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_on(
+    simd: bool,
     input: &[u8],
     iv: &View,
     output: &mut [u8],
@@ -227,6 +244,37 @@ pub fn conv2d(
     if !params[..cout * CHAN_REC].chunks_exact(CHAN_REC).all(shifts_ok) {
         return Err(NnError::Malformed);
     }
+    #[cfg(not(all(feature = "simd", target_arch = "x86_64")))]
+    let _ = simd;
+    #[cfg(all(feature = "simd", target_arch = "x86_64"))]
+    if let Some(s) = super::x86::v3().filter(|_| simd) {
+        if super::x86::winograd_applies(iv, ov, g) {
+            return super::x86::conv3x3_winograd(s, input, iv, output, ov, g, weights, params, pad, zp_out);
+        }
+        if groups == 1 && ksz <= super::x86::MAX_K && cin <= MAX_PAD {
+            return super::x86::conv_dense(s, input, iv, output, ov, g, weights, params, pad, zp_out);
+        }
+    }
+    if super::depthwise::applies(iv, ov, g) {
+        #[cfg(all(feature = "simd", target_arch = "x86_64"))]
+        if let Some(s) = super::x86::v3().filter(|_| simd) {
+            struct Dw;
+            impl super::x86::Kernel for Dw {
+                #[inline(always)]
+                fn run(a: super::x86::ConvArgs<'_>) -> Result<(), NnError> {
+                    super::depthwise::conv_dw3x3(
+                        a.input, a.iv, a.output, a.ov, a.g, a.weights, a.params, a.pad, a.zp_out,
+                    )
+                }
+            }
+            let a = super::x86::ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out };
+            return super::x86::with_avx2::<Dw>(s, a);
+        }
+        return super::depthwise::conv_dw3x3(input, iv, output, ov, g, weights, params, pad, zp_out);
+    }
+    if super::winograd::applies(iv, ov, g) {
+        return super::winograd::conv3x3_winograd(input, iv, output, ov, g, weights, params, pad, zp_out);
+    }
     if groups == 1 && ksz <= MAX_FIELD && cin <= MAX_PAD {
         conv_dense(input, iv, output, ov, g, weights, params, pad, zp_out)
     } else if groups == cin && groups == cout && k <= DW_MAX_K {
@@ -237,7 +285,7 @@ pub fn conv2d(
 }
 
 /// Decode the [`ChanQ`] records of output channels `oc0..oc0 + q.len()`.
-fn read_q(params: &[u8], oc0: usize, q: &mut [ChanQ]) -> Result<(), NnError> {
+pub(super) fn read_q(params: &[u8], oc0: usize, q: &mut [ChanQ]) -> Result<(), NnError> {
     for (i, qi) in q.iter_mut().enumerate() {
         let o = (oc0 + i) * CHAN_REC;
         *qi = params.get(o..o + CHAN_REC).and_then(ChanQ::read).ok_or(NnError::Malformed)?;
@@ -249,8 +297,8 @@ fn read_q(params: &[u8], oc0: usize, q: &mut [ChanQ]) -> Result<(), NnError> {
 /// `sat8(zp_out + q.apply(bias + acc))` (with the `i32` sum wrapping), computed without
 /// branches because the sign of the accumulator is unpredictable. Needs both shifts at most
 /// [`MAX_SHIFT`] (checked by [`conv2d`]).
-#[inline]
-fn finish(q: &ChanQ, acc: i32, zp_out: i8) -> u8 {
+#[inline(always)]
+pub(super) fn finish(q: &ChanQ, acc: i32, zp_out: i8) -> u8 {
     let a = q.bias.wrapping_add(acc);
     let neg = a < 0;
     let m = if neg { q.m_neg } else { q.m_pos };
@@ -263,7 +311,7 @@ fn finish(q: &ChanQ, acc: i32, zp_out: i8) -> u8 {
 }
 
 /// The padding value of each of the first `n` input channels, in a stack buffer.
-fn pad_values(pad: Pad<'_>, n: usize) -> Result<[u8; MAX_PAD], NnError> {
+pub(super) fn pad_values(pad: Pad<'_>, n: usize) -> Result<[u8; MAX_PAD], NnError> {
     let mut b = [0u8; MAX_PAD];
     let dst = b.get_mut(..n).ok_or(NnError::Malformed)?;
     match pad {
@@ -439,7 +487,7 @@ fn conv_depthwise(
 /// The general convolution (any groups and kernel): one dot product per output element and
 /// tap. Also the reference the fast paths are tested against.
 #[allow(clippy::too_many_arguments)]
-fn conv_generic(
+pub(super) fn conv_generic(
     input: &[u8],
     iv: &View,
     output: &mut [u8],
@@ -527,17 +575,54 @@ pub fn add(
     } else {
         return Err(NnError::Malformed);
     };
-    let round = if shift == 0 { 0 } else { 1i64 << (shift - 1) };
+    let k = AddK { za, zb, zo, m, shift, up };
+    #[cfg(all(feature = "simd", target_arch = "x86_64"))]
+    if let Some(s) = super::x86::v3() {
+        return super::x86::with_avx2_add(s, &k, a, av, b, bv, out, ov);
+    }
+    add_rows(&k, a, av, b, bv, out, ov)
+}
+
+/// The constants of [`add`].
+#[derive(Clone, Copy)]
+pub(super) struct AddK {
+    za: i8,
+    zb: i8,
+    zo: i8,
+    m: [i32; 2],
+    shift: u8,
+    up: usize,
+}
+
+/// The loops of [`add`] (views already checked): one pixel's channels at a time, as slices.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn add_rows(
+    k: &AddK,
+    a: &[u8],
+    av: &View,
+    b: &[u8],
+    bv: &View,
+    out: &mut [u8],
+    ov: &View,
+) -> Result<(), NnError> {
+    let round = if k.shift == 0 { 0 } else { 1i64 << (k.shift - 1) };
+    let (za, zb, zo, m0, m1, sh) =
+        (k.za as i64, k.zb as i64, k.zo as i64, k.m[0] as i64, k.m[1] as i64, k.shift);
+    let c = ov.c;
     for y in 0..ov.h {
         for x in 0..ov.w {
             let pa = av.off + (y * av.w + x) * av.pixel_stride;
-            let pb = bv.off + ((y >> up) * bv.w + (x >> up)) * bv.pixel_stride;
+            let pb = bv.off + ((y >> k.up) * bv.w + (x >> k.up)) * bv.pixel_stride;
             let po = ov.off + (y * ov.w + x) * ov.pixel_stride;
-            for c in 0..ov.c {
-                let va = (a[pa + c] as i8 as i64 - za as i64) * m[0] as i64;
-                let vb = (b[pb + c] as i8 as i64 - zb as i64) * m[1] as i64;
-                let r = (va + vb + round) >> shift;
-                out[po + c] = sat8((zo as i64 + r).clamp(-128, 127) as i32);
+            let ra = a.get(pa..pa + c).ok_or(NnError::Malformed)?;
+            let rb = b.get(pb..pb + c).ok_or(NnError::Malformed)?;
+            let ro = out.get_mut(po..po + c).ok_or(NnError::Malformed)?;
+            for ((o, &va), &vb) in ro.iter_mut().zip(ra).zip(rb) {
+                let va = (va as i8 as i64 - za) * m0;
+                let vb = (vb as i8 as i64 - zb) * m1;
+                let r = (va + vb + round) >> sh;
+                *o = (zo + r).clamp(-128, 127) as i8 as u8;
             }
         }
     }
@@ -763,8 +848,9 @@ mod tests {
                 _ => v,
             }
         };
-        let (ips, ioff) = (cin + 3, 1);
-        let (ops_, ooff) = (cout + 2, 2);
+        // Odd seeds: tensors inside wider buffers (concat slices); even seeds: dense tensors.
+        let (ips, ioff) = if seed % 2 == 1 { (cin + 3, 1) } else { (cin, 0) };
+        let (ops_, ooff) = if seed % 2 == 1 { (cout + 2, 2) } else { (cout, 0) };
         let input: Vec<u8> = (0..h * w * ips).map(|_| byte(&mut s) as u8).collect();
         let iv = View { h, w, c: cin, pixel_stride: ips, off: ioff };
         let oh = (h + 2 * g.pad - g.k) / g.stride + 1;
@@ -794,6 +880,10 @@ mod tests {
         conv2d(&input, &iv, &mut fast, &ov, &g, &wts, &params, pad, -7).unwrap();
         conv_generic(&input, &iv, &mut slow, &ov, &g, &wts, &params, pad, -7).unwrap();
         assert_eq!(fast, slow, "{h}x{w} {cin}->{cout} {g:?}");
+        // The portable kernels, also on a host whose AVX2 kernels ran above.
+        let mut portable = vec![0x55u8; len];
+        conv2d_on(false, &input, &iv, &mut portable, &ov, &g, &wts, &params, pad, -7).unwrap();
+        assert_eq!(portable, slow, "portable {h}x{w} {cin}->{cout} {g:?}");
         (oh, ow)
     }
 
@@ -810,6 +900,15 @@ mod tests {
         fast_vs_generic(7, 6, 72, 72, conv(3, 1, 72), false, 6);
         fast_vs_generic(8, 9, 3, 3, conv(3, 2, 3), true, 7);
         fast_vs_generic(3, 3, 128, 128, conv(3, 2, 128), false, 8);
+        // An odd receptive field (k²·cin = 63) whose pairs fill whole vectors.
+        fast_vs_generic(4, 5, 7, 4, conv(3, 2, 1), true, 11);
+        fast_vs_generic(4, 1, 7, 2, conv(3, 1, 1), false, 12);
+        // Dense tensors (even seeds): the first layer, runs of 1×1 pixels, Winograd tiles.
+        fast_vs_generic(9, 11, 3, 8, conv(3, 2, 1), true, 14);
+        fast_vs_generic(7, 9, 8, 16, conv(1, 1, 1), false, 16);
+        fast_vs_generic(6, 4, 32, 8, conv(1, 1, 1), false, 18);
+        fast_vs_generic(7, 5, 64, 24, conv(3, 1, 1), false, 20);
+        fast_vs_generic(8, 8, 16, 16, conv(3, 1, 1), true, 22);
         // Outside the fast paths: grouped, and a 5×5 depthwise.
         fast_vs_generic(5, 6, 8, 4, conv(3, 1, 2), false, 9);
         fast_vs_generic(6, 6, 4, 4, conv(5, 1, 4), false, 10);
