@@ -91,8 +91,8 @@ pub(super) fn with_avx2_add(
 const OB: usize = 16;
 /// Output pixels per micro-tile.
 const PB: usize = 4;
-/// Packed weight pairs held at a time (64 KiB of stack): `[pair][16 channels][2]` `i16`.
-const WP: usize = 1024;
+/// Packed weight pairs held at a time (32 KiB of stack): `[pair][16 channels][2]` `i16`.
+const WP: usize = 512;
 /// Blocks of 16 output channels whose packed weights and requantisation constants are held at a
 /// time (5 KiB of constants).
 const QB: usize = 16;
@@ -525,12 +525,12 @@ fn dense_impl(
     Ok(())
 }
 
-/// Input channels of the Winograd kernel (so that `4·acc` fits `i32` for any int8 data:
-/// `4·9·256·128·128 < 2^31`).
-pub(super) const WINO_MAX_CIN: usize = 256;
+/// Input channels of the Winograd kernel: its transformed weights of one 16-channel block fill
+/// [`WU`] (and `4·acc` fits `i32` for any int8 data up to 3640 channels: `4·9·c·128·128 < 2^31`).
+pub(super) const WINO_MAX_CIN: usize = 64;
 /// Transformed weight entries held at a time: 16 positions × pairs × blocks of 16 channels
-/// (128 KiB of stack).
-const WU: usize = 2048;
+/// (32 KiB of stack: one block of 16 output channels at 64 input channels).
+const WU: usize = 512;
 
 /// True when [`conv3x3_winograd`] computes this convolution: 3×3, stride 1, padding 1, one group,
 /// at most [`WINO_MAX_CIN`] input channels.
@@ -641,7 +641,7 @@ fn load16(s: V3, px: &[u8], c0: usize) -> __m256i {
 /// 16 channels, `V = Bᵀ·d·B` in `i16`; per output-channel block the 16 positions' products
 /// `M_ξ = Σ_c V_ξ·U'_ξ` through the dense micro-kernel (four tiles at a time); `Y = Aᵀ·M·A`
 /// equals `4·acc` exactly (the weights are scaled by 4 to stay integer, and `|4·acc| < 2^31`
-/// for `cin ≤ 256`), so `acc = Y >> 2`, requantised like every other kernel. Bit-identical to
+/// for `cin ≤ 3640`), so `acc = Y >> 2`, requantised like every other kernel. Bit-identical to
 /// the direct convolution: it computes the same integer sum of products over the padded input.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv3x3_winograd(
@@ -681,7 +681,7 @@ fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     let padv = padv.get(..cin).ok_or(NnError::Malformed)?;
     let nch = cin.div_ceil(16);
     let kp = nch * 8;
-    // Transformed tiles of PB tiles: [ξ][tile][kp] pairs (16 · 4 · 128 · 4 B = 32 KiB).
+    // Transformed tiles of PB tiles: [ξ][tile][kp] pairs (16 · 4 · 32 · 4 B = 8 KiB).
     let mut vbuf = [0i32; 16 * PB * WINO_MAX_CIN / 2];
     let vbuf = vbuf.get_mut(..16 * PB * kp).ok_or(NnError::Malformed)?;
     // Transformed weights of a chunk of output-channel blocks: [block][ξ][kp] of [i16; 32].
