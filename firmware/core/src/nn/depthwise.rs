@@ -533,38 +533,11 @@ fn row_out(
 #[cfg(test)]
 mod tests {
     use super::super::ops::conv_generic;
+    use super::super::testutil::Rng;
     use super::*;
     use proptest::prelude::*;
     use std::vec;
     use std::vec::Vec;
-
-    struct Rng(u32);
-
-    impl Rng {
-        fn next(&mut self) -> u32 {
-            self.0 = self.0.wrapping_mul(1664525).wrapping_add(1013904223);
-            self.0 ^ (self.0 >> 15)
-        }
-        /// A byte, one in four an int8 extreme.
-        fn byte(&mut self) -> u8 {
-            let v = self.next();
-            match v & 7 {
-                0 => 0x80,
-                1 => 0x7f,
-                _ => (v >> 8) as u8,
-            }
-        }
-        /// An `i32` of random magnitude, sometimes an extreme.
-        fn int(&mut self) -> i32 {
-            let v = self.next();
-            match v % 16 {
-                0 => i32::MIN,
-                1 => i32::MAX,
-                2 => 0,
-                _ => (self.next() as i32) >> (v % 31),
-            }
-        }
-    }
 
     /// Shifts of one random case: `fast` draws them where [`FastQ`] applies (and multipliers
     /// of any size), otherwise anywhere in `0..=MAX_SHIFT`.

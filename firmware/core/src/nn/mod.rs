@@ -37,6 +37,8 @@ pub mod detector;
 pub mod exec;
 pub mod ops;
 pub mod resize;
+#[cfg(test)]
+mod testutil;
 pub mod winograd;
 #[cfg(all(feature = "simd", target_arch = "x86_64"))]
 mod x86;
