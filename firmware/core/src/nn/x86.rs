@@ -305,10 +305,10 @@ fn pack_weights(dst: &mut [[i16; 2 * OB]], weights: &[u8], kk: usize, cout: usiz
     }
 }
 
-/// The micro-kernel: `PB` pixels (rows of `kp` pairs) × 16 channels (packed pairs), or only the
-/// first 8 channels when `NV` is 1.
+/// The micro-kernel: `PB` pixels (rows of at least `kp = w.len()` pairs) × 16 channels (packed
+/// pairs), or only the first 8 channels when `NV` is 1. A row shorter than `kp` is an error.
 #[inline(always)]
-fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> [[__m256i; 2]; PB] {
+fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> Result<[[__m256i; 2]; PB], NnError> {
     let (avx, avx2) = (s.avx, s.avx2);
     let kp = w.len();
     let z = avx._mm256_setzero_si256();
@@ -316,7 +316,7 @@ fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> [[__m25
     let (Some(x0), Some(x1), Some(x2), Some(x3)) =
         (x[0].get(..kp), x[1].get(..kp), x[2].get(..kp), x[3].get(..kp))
     else {
-        return acc;
+        return Err(NnError::Malformed);
     };
     for (i, wi) in w.iter().enumerate() {
         let wv: [__m256i; 2] = pulp::cast(*wi);
@@ -328,7 +328,7 @@ fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> [[__m25
             }
         }
     }
-    acc
+    Ok(acc)
 }
 
 /// Dense convolution (one group, any kernel, stride and padding; `k²·cin ≤ MAX_K`,
@@ -506,9 +506,9 @@ fn dense_impl(
                 let n = (cout - oc0).min(OB);
                 let half = n <= OB / 2;
                 let acc = if half {
-                    tile::<1>(s, [x0, x1, x2, x3], wblk)
+                    tile::<1>(s, [x0, x1, x2, x3], wblk)?
                 } else {
-                    tile::<2>(s, [x0, x1, x2, x3], wblk)
+                    tile::<2>(s, [x0, x1, x2, x3], wblk)?
                 };
                 for (j, a) in acc.iter().enumerate().take(np) {
                     let lo = requant8(s, a[0], qb, 0, zpv);
@@ -778,7 +778,7 @@ fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
                         let base = xi * PB * kp;
                         let x = |t: usize| vb.get(base + t * kp..base + (t + 1) * kp).unwrap_or(&[]);
                         let xs = [x(0), x(1), x(2), x(3)];
-                        *mx = if half { tile::<1>(s, xs, w) } else { tile::<2>(s, xs, w) };
+                        *mx = if half { tile::<1>(s, xs, w)? } else { tile::<2>(s, xs, w)? };
                     }
                     for j in 0..nt {
                         let tx = tx0 + j;
