@@ -22,8 +22,8 @@ pub fn requant(acc: i32, m: i32, shift: u8) -> i32 {
     r.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
-#[inline(always)]
-pub(super) fn sat8(v: i32) -> u8 {
+#[inline]
+fn sat8(v: i32) -> u8 {
     v.clamp(-128, 127) as i8 as u8
 }
 
@@ -170,7 +170,7 @@ fn widen(dst: &mut [i16], src: &[u8]) {
 }
 
 /// Output channels whose [`ChanQ`] records are decoded at a time.
-pub(super) const CHUNK: usize = 64;
+const CHUNK: usize = 64;
 /// Largest `k²·cin` (one output pixel's receptive field) the dense path gathers on the stack.
 const MAX_FIELD: usize = 2304;
 /// `i16` weights of one block of output channels of the dense path (16 KiB of stack).
@@ -246,33 +246,26 @@ pub(super) fn conv2d_on(
     }
     #[cfg(not(all(feature = "simd", target_arch = "x86_64")))]
     let _ = simd;
+    let depthwise = super::depthwise::applies(iv, ov, g);
+    let winograd = super::winograd::applies(iv, ov, g);
     #[cfg(all(feature = "simd", target_arch = "x86_64"))]
     if let Some(s) = super::x86::v3().filter(|_| simd) {
-        if super::x86::winograd_applies(iv, ov, g) {
-            return super::x86::conv3x3_winograd(s, input, iv, output, ov, g, weights, params, pad, zp_out);
-        }
-        if groups == 1 && ksz <= super::x86::MAX_K && cin <= MAX_PAD {
-            return super::x86::conv_dense(s, input, iv, output, ov, g, weights, params, pad, zp_out);
+        let dense = groups == 1 && ksz <= super::x86::MAX_K && cin <= MAX_PAD;
+        if winograd || dense || depthwise {
+            let a = super::x86::ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out };
+            return if winograd {
+                super::x86::conv3x3_winograd(s, a)
+            } else if dense {
+                super::x86::conv_dense(s, a)
+            } else {
+                super::x86::conv_dw3x3(s, a)
+            };
         }
     }
-    if super::depthwise::applies(iv, ov, g) {
-        #[cfg(all(feature = "simd", target_arch = "x86_64"))]
-        if let Some(s) = super::x86::v3().filter(|_| simd) {
-            struct Dw;
-            impl super::x86::Kernel for Dw {
-                #[inline(always)]
-                fn run(a: super::x86::ConvArgs<'_>) -> Result<(), NnError> {
-                    super::depthwise::conv_dw3x3(
-                        a.input, a.iv, a.output, a.ov, a.g, a.weights, a.params, a.pad, a.zp_out,
-                    )
-                }
-            }
-            let a = super::x86::ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out };
-            return super::x86::with_avx2::<Dw>(s, a);
-        }
+    if depthwise {
         return super::depthwise::conv_dw3x3(input, iv, output, ov, g, weights, params, pad, zp_out);
     }
-    if super::winograd::applies(iv, ov, g) {
+    if winograd {
         return super::winograd::conv3x3_winograd(input, iv, output, ov, g, weights, params, pad, zp_out);
     }
     if groups == 1 && ksz <= MAX_FIELD && cin <= MAX_PAD {

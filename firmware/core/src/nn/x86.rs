@@ -43,25 +43,40 @@ pub(super) struct ConvArgs<'a> {
     pub zp_out: i8,
 }
 
-/// A portable kernel that LLVM may vectorise better with AVX2 enabled: `run` (and all it calls
-/// on the hot path) must be `#[inline(always)]` so that it is compiled inside the AVX2 context.
-pub(super) trait Kernel {
+/// A convolution kernel to run inside the AVX2 context: `run` (and all it calls on the hot path)
+/// must be `#[inline(always)]` so that it is compiled with AVX2 enabled; portable kernels get
+/// LLVM's AVX2 vectorisation that way.
+trait Kernel {
     /// Run the kernel.
-    fn run(a: ConvArgs<'_>) -> Result<(), NnError>;
+    fn run(s: V3, a: ConvArgs<'_>) -> Result<(), NnError>;
 }
 
-/// Run portable kernel `K` compiled for AVX2.
+/// Run kernel `K` compiled for AVX2.
 #[inline]
-pub(super) fn with_avx2<K: Kernel>(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
-    struct Op<'a, K>(ConvArgs<'a>, core::marker::PhantomData<K>);
+fn with_avx2<K: Kernel>(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
+    struct Op<'a, K>(V3, ConvArgs<'a>, core::marker::PhantomData<K>);
     impl<K: Kernel> pulp::NullaryFnOnce for Op<'_, K> {
         type Output = Result<(), NnError>;
         #[inline(always)]
         fn call(self) -> Self::Output {
-            K::run(self.0)
+            K::run(self.0, self.1)
         }
     }
-    s.vectorize(Op::<K>(a, core::marker::PhantomData))
+    s.vectorize(Op::<K>(s, a, core::marker::PhantomData))
+}
+
+/// The portable 3×3 depthwise kernel ([`super::depthwise`]) compiled for AVX2.
+pub(super) fn conv_dw3x3(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
+    struct Dw;
+    impl Kernel for Dw {
+        #[inline(always)]
+        fn run(_: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
+            super::depthwise::conv_dw3x3(
+                a.input, a.iv, a.output, a.ov, a.g, a.weights, a.params, a.pad, a.zp_out,
+            )
+        }
+    }
+    with_avx2::<Dw>(s, a)
 }
 
 /// [`super::ops::add`]'s loops compiled for AVX2.
@@ -167,11 +182,11 @@ impl QBlock {
 /// Shifts from which the short requantisation applies.
 const FAST_SHIFT: u8 = 33;
 
-/// [`finish`] of eight accumulators when every channel of the block has both shifts at least
+/// [`finish`](super::ops::finish) of eight accumulators when every channel of the block has both shifts at least
 /// [`FAST_SHIFT`] (or a zero multiplier). With `a = bias + acc`, `p = a·m` and
 /// `sh = 33 + s`, `⌊(p + 2^(sh−1)) / 2^sh⌋ = ⌊(⌊hi / 2^s⌋ + 1) / 2⌋` where `hi = ⌊p / 2^32⌋` is the
 /// high half of the product (nested floor divisions), in `[−2^30, 2^30]`; so the result lies in
-/// `[−2^29, 2^29]`, the clamp to `i32` of [`finish`] never acts and the zero-point add never
+/// `[−2^29, 2^29]`, the clamp to `i32` of [`finish`](super::ops::finish) never acts and the zero-point add never
 /// wraps. A zero multiplier gives 0 either way.
 #[inline(always)]
 fn requant8_short(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m256i {
@@ -208,7 +223,7 @@ fn round_shift_clamp(s: V3, p: __m256i, sh: __m256i) -> __m256i {
     avx2._mm256_blendv_epi8(r, lo, avx2._mm256_cmpgt_epi64(lo, r))
 }
 
-/// [`finish`] of eight accumulators (channels `8h .. 8h+8` of `q`), as `i32` in `-128..=127`.
+/// [`finish`](super::ops::finish) of eight accumulators (channels `8h .. 8h+8` of `q`), as `i32` in `-128..=127`.
 #[inline(always)]
 fn requant8(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m256i {
     if q.fast {
@@ -334,66 +349,20 @@ fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> Result<
 /// Dense convolution (one group, any kernel, stride and padding; `k²·cin ≤ MAX_K`,
 /// `cin ≤ MAX_PAD`) with AVX2: output pixels four at a time, their receptive fields widened
 /// into `i16` pairs, times blocks of 16 packed output channels, requantised eight at a time.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn conv_dense(
-    s: V3,
-    input: &[u8],
-    iv: &View,
-    output: &mut [u8],
-    ov: &View,
-    g: &ConvGeom,
-    weights: &[u8],
-    params: &[u8],
-    pad: Pad<'_>,
-    zp_out: i8,
-) -> Result<(), NnError> {
-    struct Op<'a> {
-        s: V3,
-        input: &'a [u8],
-        iv: &'a View,
-        output: &'a mut [u8],
-        ov: &'a View,
-        g: &'a ConvGeom,
-        weights: &'a [u8],
-        params: &'a [u8],
-        pad: Pad<'a>,
-        zp_out: i8,
-    }
-    impl pulp::NullaryFnOnce for Op<'_> {
-        type Output = Result<(), NnError>;
+pub(super) fn conv_dense(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
+    struct Dense;
+    impl Kernel for Dense {
         #[inline(always)]
-        fn call(self) -> Self::Output {
-            dense_impl(
-                self.s,
-                self.input,
-                self.iv,
-                self.output,
-                self.ov,
-                self.g,
-                self.weights,
-                self.params,
-                self.pad,
-                self.zp_out,
-            )
+        fn run(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
+            dense_impl(s, a)
         }
     }
-    s.vectorize(Op { s, input, iv, output, ov, g, weights, params, pad, zp_out })
+    with_avx2::<Dense>(s, a)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn dense_impl(
-    s: V3,
-    input: &[u8],
-    iv: &View,
-    output: &mut [u8],
-    ov: &View,
-    g: &ConvGeom,
-    weights: &[u8],
-    params: &[u8],
-    pad: Pad<'_>,
-    zp_out: i8,
-) -> Result<(), NnError> {
+fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
+    let ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out } = a;
     let (cin, cout, k) = (iv.c, ov.c, g.k);
     let kk = k * k * cin;
     let kp = kk.div_ceil(2);
@@ -525,25 +494,11 @@ fn dense_impl(
     Ok(())
 }
 
-/// Input channels of the Winograd kernel: its transformed weights of one 16-channel block fill
-/// [`WU`] (and `4·acc` fits `i32` for any int8 data up to 3640 channels: `4·9·c·128·128 < 2^31`).
-pub(super) const WINO_MAX_CIN: usize = 64;
 /// Transformed weight entries held at a time: 16 positions × pairs × blocks of 16 channels
-/// (32 KiB of stack: one block of 16 output channels at 64 input channels).
+/// (32 KiB of stack: one block of 16 output channels at [`super::winograd::MAX_CIN`] input
+/// channels, the limit the shared [`super::winograd::applies`] sets).
 const WU: usize = 512;
-
-/// True when [`conv3x3_winograd`] computes this convolution: 3×3, stride 1, padding 1, one group,
-/// at most [`WINO_MAX_CIN`] input channels.
-pub(super) fn winograd_applies(iv: &View, ov: &View, g: &ConvGeom) -> bool {
-    g.k == 3
-        && g.stride == 1
-        && g.pad == 1
-        && g.groups == 1
-        && (1..=WINO_MAX_CIN).contains(&iv.c)
-        && ov.c >= 1
-        && iv.h == ov.h
-        && iv.w == ov.w
-}
+const _: () = assert!(16 * (super::winograd::MAX_CIN.div_ceil(16) * 8) <= WU);
 
 /// `G'·g·G'ᵀ` for 16 input channels at once, `G' = 2G = [[2,0,0],[1,1,1],[1,−1,1],[0,0,2]]`:
 /// the Winograd weights times 4, exact in `i16` (|each| ≤ 9·128).
@@ -637,41 +592,28 @@ fn load16(s: V3, px: &[u8], c0: usize) -> __m256i {
     s.avx2._mm256_cvtepi8_epi16(v)
 }
 
-/// Winograd F(2×2, 3×3) convolution with AVX2 (see [`winograd_applies`]): per 4×4 input tile and
+/// Winograd F(2×2, 3×3) convolution with AVX2 (where [`super::winograd::applies`]): per 4×4 input tile and
 /// 16 channels, `V = Bᵀ·d·B` in `i16`; per output-channel block the 16 positions' products
 /// `M_ξ = Σ_c V_ξ·U'_ξ` through the dense micro-kernel (four tiles at a time); `Y = Aᵀ·M·A`
 /// equals `4·acc` exactly (the weights are scaled by 4 to stay integer, and `|4·acc| < 2^31`
 /// for `cin ≤ 3640`), so `acc = Y >> 2`, requantised like every other kernel. Bit-identical to
 /// the direct convolution: it computes the same integer sum of products over the padded input.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn conv3x3_winograd(
-    s: V3,
-    input: &[u8],
-    iv: &View,
-    output: &mut [u8],
-    ov: &View,
-    g: &ConvGeom,
-    weights: &[u8],
-    params: &[u8],
-    pad: Pad<'_>,
-    zp_out: i8,
-) -> Result<(), NnError> {
+pub(super) fn conv3x3_winograd(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     struct Wi;
     impl Kernel for Wi {
         #[inline(always)]
-        fn run(a: ConvArgs<'_>) -> Result<(), NnError> {
-            let s = v3().ok_or(NnError::Malformed)?;
+        fn run(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
             wino_impl(s, a)
         }
     }
-    with_avx2::<Wi>(s, ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out })
+    with_avx2::<Wi>(s, a)
 }
 
 #[inline(always)]
 fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     let ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out } = a;
     let (cin, cout) = (iv.c, ov.c);
-    if !winograd_applies(iv, ov, g) || !iv.fits(input.len()) || !ov.fits(output.len()) {
+    if !super::winograd::applies(iv, ov, g) || !iv.fits(input.len()) || !ov.fits(output.len()) {
         return Err(NnError::Malformed);
     }
     if weights.len() < cout * 9 * cin || params.len() < cout * CHAN_REC {
@@ -682,7 +624,7 @@ fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     let nch = cin.div_ceil(16);
     let kp = nch * 8;
     // Transformed tiles of PB tiles: [ξ][tile][kp] pairs (16 · 4 · 32 · 4 B = 8 KiB).
-    let mut vbuf = [0i32; 16 * PB * WINO_MAX_CIN / 2];
+    let mut vbuf = [0i32; 16 * PB * super::winograd::MAX_CIN / 2];
     let vbuf = vbuf.get_mut(..16 * PB * kp).ok_or(NnError::Malformed)?;
     // Transformed weights of a chunk of output-channel blocks: [block][ξ][kp] of [i16; 32].
     let mut ubuf = [[0i16; 2 * OB]; WU];
@@ -817,11 +759,10 @@ fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     Ok(())
 }
 
-/// [`finish`] of every accumulator, vectorised: `out[i] = finish(q[i], acc[i], zp)` for up to
-/// 16 channels. Exposed for the other kernels' tests and requantisation loops.
-#[inline(always)]
-#[allow(dead_code)]
-pub(super) fn finish16(s: V3, q: &[ChanQ], acc: &[i32; OB], zp_out: i8, out: &mut [u8]) {
+/// [`requant8`] of up to 16 channels as the tests see it: `out[i]` must be
+/// `finish(q[i], acc[i], zp)`.
+#[cfg(test)]
+fn finish16(s: V3, q: &[ChanQ], acc: &[i32; OB], zp_out: i8, out: &mut [u8]) {
     let qb = QBlock::new(q);
     let zpv = s.avx._mm256_set1_epi32(zp_out as i32);
     let a: [__m256i; 2] = pulp::cast(*acc);
