@@ -96,9 +96,13 @@ impl View {
         if self.h == 0 || self.w == 0 || self.c == 0 {
             return false;
         }
-        let last = (self.h * self.w - 1)
-            .checked_mul(self.pixel_stride)
-            .and_then(|v| v.checked_add(self.off + self.c));
+        // Every step checked: a view from a malformed blob must not overflow.
+        let last = self
+            .h
+            .checked_mul(self.w)
+            .and_then(|n| (n - 1).checked_mul(self.pixel_stride))
+            .and_then(|v| v.checked_add(self.off))
+            .and_then(|v| v.checked_add(self.c));
         self.c <= self.pixel_stride && matches!(last, Some(e) if e <= len)
     }
 }
@@ -794,6 +798,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn view_extents_that_overflow_do_not_fit() {
+        let v = |h, w, off| View { h, w, c: 1, pixel_stride: 1, off };
+        assert!(v(4, 4, 0).fits(16));
+        assert!(!v(4, 4, 1).fits(16));
+        assert!(!v(usize::MAX, 2, 0).fits(usize::MAX));
+        assert!(!v(1, 1, usize::MAX).fits(usize::MAX));
     }
 
     #[test]

@@ -111,19 +111,6 @@ pub fn applies(iv: &View, ov: &View, g: &ConvGeom) -> bool {
         && iv.w == ov.w
 }
 
-/// Checked version of [`View::fits`].
-fn view_ok(v: &View, len: usize) -> bool {
-    if v.h == 0 || v.w == 0 || v.c == 0 || v.c > v.pixel_stride {
-        return false;
-    }
-    let end =
-        v.h.checked_mul(v.w)
-            .and_then(|n| (n - 1).checked_mul(v.pixel_stride))
-            .and_then(|e| e.checked_add(v.off))
-            .and_then(|e| e.checked_add(v.c));
-    matches!(end, Some(e) if e <= len)
-}
-
 /// Store the 16 transformed vectors of `CH` channels (`t[ξ][c]`) as channel pairs: pair `p`
 /// at `dst[p·stride ..][ξ][2]`, for the pairs `dst` holds (at most `CH / 2`).
 #[inline(always)]
@@ -355,7 +342,7 @@ pub fn conv3x3_winograd(
     pad: Pad<'_>,
     zp_out: i8,
 ) -> Result<(), NnError> {
-    if !applies(iv, ov, g) || !view_ok(iv, input.len()) || !view_ok(ov, output.len()) {
+    if !applies(iv, ov, g) || !iv.fits(input.len()) || !ov.fits(output.len()) {
         return Err(NnError::Malformed);
     }
     let (cin, cout, h, w) = (iv.c, ov.c, ov.h, ov.w);
