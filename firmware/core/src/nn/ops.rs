@@ -255,14 +255,17 @@ pub(super) fn conv2d_on(
     #[cfg(all(feature = "simd", target_arch = "x86_64"))]
     if let Some(s) = super::x86::v3().filter(|_| simd) {
         let dense = groups == 1 && ksz <= super::x86::MAX_K && cin <= MAX_PAD;
-        if winograd || dense || depthwise {
+        let first = super::x86::first::applies(iv, ov, g);
+        if first || winograd || dense || depthwise {
             let a = super::x86::ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out };
-            return if winograd {
-                super::x86::conv3x3_winograd(s, a)
+            return if first {
+                super::x86::first::conv_first(s, a)
+            } else if winograd {
+                super::x86::wino::conv3x3_winograd(s, a)
             } else if dense {
                 super::x86::conv_dense(s, a)
             } else {
-                super::x86::conv_dw3x3(s, a)
+                super::x86::dw::conv_dw3x3(s, a)
             };
         }
     }
