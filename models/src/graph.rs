@@ -366,7 +366,51 @@ impl Graph {
             g.levels.push(lvl);
         }
         g.anchors = anchors;
+        g.merge_duplicate_convs();
         Ok(g)
+    }
+
+    /// Common-subexpression elimination of convolutions: a conv with the same input, geometry,
+    /// weights, bias and activation as an earlier one computes the same tensor, so its uses read
+    /// the earlier output and it is dropped (with its output tensor). Some exported detectors
+    /// repeat a conv whose output feeds two branches (RetinaFace's SSH `conv5X5_1`), which ONNX
+    /// Runtime merges the same way. Repeats until nothing merges.
+    fn merge_duplicate_convs(&mut self) {
+        loop {
+            let mut dup = None;
+            'find: for (j, nj) in self.nodes.iter().enumerate() {
+                for ni in &self.nodes[..j] {
+                    if let (Node::Conv { output: keep, .. }, Node::Conv { output: drop, .. }) = (ni, nj) {
+                        if same_conv(ni, nj) {
+                            dup = Some((j, *keep, *drop));
+                            break 'find;
+                        }
+                    }
+                }
+            }
+            let Some((j, keep, drop)) = dup else { return };
+            self.nodes.remove(j);
+            self.tensors.remove(drop);
+            // Uses of `drop` read `keep`; tensors after `drop` move down by one.
+            let map = |t: &mut usize| {
+                if *t == drop {
+                    *t = keep;
+                }
+                if *t > drop {
+                    *t -= 1;
+                }
+            };
+            for n in &mut self.nodes {
+                match n {
+                    Node::Conv { input, output, .. } => [input, output].into_iter().for_each(map),
+                    Node::Add { a, b, output } => [a, b, output].into_iter().for_each(map),
+                    Node::Concat { inputs, output, .. } => inputs.iter_mut().chain([output]).for_each(map),
+                }
+            }
+            for l in &mut self.levels {
+                [&mut l.loc, &mut l.conf].into_iter().chain(l.landm.as_mut()).for_each(map);
+            }
+        }
     }
 
     /// Output size of a conv on `n` input pixels (ONNX formula).
@@ -405,5 +449,112 @@ impl Graph {
                 _ => 0,
             })
             .sum()
+    }
+}
+
+/// Whether two convs compute the same tensor: same input, geometry, activation, and bitwise
+/// equal weights and bias (their outputs aside).
+fn same_conv(a: &Node, b: &Node) -> bool {
+    match (a, b) {
+        (
+            Node::Conv { input, w, b: bias, cin, cout, k, stride, pad, groups, act, .. },
+            Node::Conv {
+                input: input2,
+                w: w2,
+                b: bias2,
+                cin: cin2,
+                cout: cout2,
+                k: k2,
+                stride: stride2,
+                pad: pad2,
+                groups: groups2,
+                act: act2,
+                ..
+            },
+        ) => {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (input, cin, cout, k, stride, pad, groups) == (input2, cin2, cout2, k2, stride2, pad2, groups2)
+                && act == act2
+                && bits(w) == bits(w2)
+                && bits(bias) == bits(bias2)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(input: usize, output: usize, w: f32, act: Act) -> Node {
+        Node::Conv {
+            input,
+            output,
+            w: vec![w; 4 * 4 * 9],
+            b: vec![0.5; 4],
+            cin: 4,
+            cout: 4,
+            k: 3,
+            stride: 1,
+            pad: 1,
+            groups: 1,
+            act,
+        }
+    }
+
+    fn t(name: &str) -> TensorInfo {
+        TensorInfo { name: name.into(), channels: 4, stride_log2: 0 }
+    }
+
+    #[test]
+    fn repeated_convs_are_merged_and_their_uses_rewired() {
+        // 0 → a(1), 0 → a'(2) (a repeat), 0 → b(3) (other weights), 0 → c(4) (other act);
+        // a'(2) feeds d(5), and both feed an add (6) and the head level.
+        let mut g = Graph {
+            tensors: ["in", "a", "a2", "b", "c", "d", "sum"].into_iter().map(t).collect(),
+            nodes: vec![
+                conv(0, 1, 0.25, Act::Leaky(0.1)),
+                conv(0, 2, 0.25, Act::Leaky(0.1)),
+                conv(0, 3, -0.25, Act::Leaky(0.1)),
+                conv(0, 4, 0.25, Act::Relu),
+                conv(2, 5, 1.0, Act::None),
+                Node::Add { a: 2, b: 5, output: 6 },
+            ],
+            levels: vec![HeadLevel { loc: 2, conf: 6, landm: Some(5) }],
+            n_points: 0,
+            anchors: 1,
+        };
+        let macs = g.macs(8, 8);
+        g.merge_duplicate_convs();
+        let names: Vec<&str> = g.tensors.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["in", "a", "b", "c", "d", "sum"]);
+        assert_eq!(g.nodes.len(), 5);
+        assert_eq!(g.nodes[0], conv(0, 1, 0.25, Act::Leaky(0.1)));
+        assert_eq!(g.nodes[1], conv(0, 2, -0.25, Act::Leaky(0.1)));
+        assert_eq!(g.nodes[2], conv(0, 3, 0.25, Act::Relu));
+        assert_eq!(g.nodes[3], conv(1, 4, 1.0, Act::None));
+        assert_eq!(g.nodes[4], Node::Add { a: 1, b: 4, output: 5 });
+        assert_eq!(g.levels, [HeadLevel { loc: 1, conf: 5, landm: Some(4) }]);
+        assert_eq!(g.macs(8, 8), macs - 8 * 8 * 4 * 9 * 4);
+    }
+
+    #[test]
+    fn chains_of_repeats_merge_fully() {
+        // a'(2) repeats a(1); then e'(4) on a' repeats e(3) on a once rewired.
+        let mut g = Graph {
+            tensors: ["in", "a", "a2", "e", "e2"].into_iter().map(t).collect(),
+            nodes: vec![
+                conv(0, 1, 0.25, Act::None),
+                conv(0, 2, 0.25, Act::None),
+                conv(1, 3, 0.5, Act::None),
+                conv(2, 4, 0.5, Act::None),
+            ],
+            levels: vec![HeadLevel { loc: 3, conf: 4, landm: None }],
+            n_points: 0,
+            anchors: 1,
+        };
+        g.merge_duplicate_convs();
+        assert_eq!(g.nodes, [conv(0, 1, 0.25, Act::None), conv(1, 2, 0.5, Act::None)]);
+        assert_eq!(g.levels, [HeadLevel { loc: 2, conf: 2, landm: None }]);
     }
 }
