@@ -18,12 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use ort::session::Session;
-use ort::value::TensorRef;
 use veil_core::detect::{Detection, Detector};
 use veil_core::nn::{BuiltinDetector, DetectorConfig};
-use veil_models::reference::input_from_q;
-use veil_models::{nms, prepare_input, retinaface_spec, HostDet, ModelSpec, RgbImage};
+use veil_models::{nms, HostDet, RgbImage};
+use veil_tests::ort_retinaface::OrtRetinaFace;
 
 const SIZES: [(u32, u32); 2] = [(320, 240), (640, 480)];
 /// Lowest score kept before NMS, as the built-in detector's default floor.
@@ -71,85 +69,16 @@ fn rustface_model() -> PathBuf {
     model
 }
 
-struct Ort {
-    session: Session,
-    spec: ModelSpec,
-    tensor: Vec<f32>,
-    boxes: Vec<HostDet>,
-}
-
-impl Ort {
-    fn new(onnx: &Path) -> Ort {
-        let bytes = std::fs::read(onnx)
-            .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask models`", onnx.display()));
-        let env = veil_sim::detectors::ort_environment().unwrap_or_else(|e| panic!("{e}"));
-        let session = Session::builder(&env)
-            .map_err(|e| e.to_string())
-            .and_then(|b| b.with_intra_threads(1).map_err(|e| e.to_string()))
-            .and_then(|b| b.with_inter_threads(1).map_err(|e| e.to_string()))
-            .and_then(|mut b| b.commit_from_memory(&bytes).map_err(|e| e.to_string()))
-            .unwrap_or_else(|e| panic!("ONNX Runtime could not load {}: {e}", onnx.display()));
-        Ort { session, spec: retinaface_spec(), tensor: Vec::new(), boxes: Vec::new() }
-    }
-
-    /// Letterbox like the engine, run, decode, NMS; returns the number of boxes.
-    fn detect(&mut self, img: &RgbImage, max: (u32, u32)) -> usize {
-        let spec = &self.spec;
-        let (lb, q) = prepare_input(img, spec, max).expect("letterbox");
-        let (w, h) = (lb.input_w as usize, lb.input_h as usize);
-        let hwc = input_from_q(&q, w, h, spec.mean);
-        self.tensor.clear();
-        self.tensor.resize(3 * w * h, 0.0);
-        for (i, v) in hwc.data.iter().enumerate() {
-            self.tensor[(i % 3) * w * h + i / 3] = *v;
-        }
-        let input = TensorRef::from_array_view(([1usize, 3, h, w], &self.tensor[..])).expect("input");
-        let outputs = self.session.run(ort::inputs!["input" => input]).expect("ONNX Runtime run");
-        let (_, loc) = outputs["loc"].try_extract_tensor::<f32>().expect("loc");
-        let (_, conf) = outputs["conf"].try_extract_tensor::<f32>().expect("conf");
-        let (sx, sy) = (lb.frame_w as f32 / lb.content_w as f32, lb.frame_h as f32 / lb.content_h as f32);
-        let [v0, v1] = spec.variances.map(|v| v as f32);
-        let mut dets = Vec::new();
-        let mut k = 0usize;
-        // Anchors: level by level, rows, columns, then the level's anchor sizes.
-        for (li, &step) in spec.steps.iter().enumerate() {
-            let step = step as usize;
-            for gy in 0..h / step {
-                for gx in 0..w / step {
-                    for &size in &spec.min_sizes[li] {
-                        let score = conf.get(2 * k + 1).copied().unwrap_or(0.0);
-                        if score >= FLOOR {
-                            let (s, d) = (size as f32, &loc[4 * k..4 * k + 4]);
-                            let (acx, acy) =
-                                ((gx as f32 + 0.5) * step as f32, (gy as f32 + 0.5) * step as f32);
-                            let (cx, cy) = (acx + d[0] * v0 * s, acy + d[1] * v0 * s);
-                            let (bw, bh) = (s * (d[2] * v1).exp(), s * (d[3] * v1).exp());
-                            let rect = [
-                                (cx - bw / 2.0) * sx,
-                                (cy - bh / 2.0) * sy,
-                                (cx + bw / 2.0) * sx,
-                                (cy + bh / 2.0) * sy,
-                            ];
-                            dets.push(HostDet { score, rect, points: Vec::new() });
-                        }
-                        k += 1;
-                    }
-                }
-            }
-        }
-        drop(outputs);
-        self.boxes = nms(dets, 0.4);
-        self.boxes.len()
-    }
-}
-
 fn detectors(c: &mut Criterion) {
     let root = repo();
     let src = RgbImage::load_jpeg(&root.join("data/dlib/faces/2007_007763.jpg")).expect("frame");
     let blob = std::fs::read(root.join("models/int8/retinaface-mnet025.vlnn")).expect("int8 blob");
     let onnx = root.join(".cache/models/retinaface-mnet025.onnx");
     assert!(onnx.is_file(), "{} is missing: run `cargo xtask models`", onnx.display());
-    let mut ort = Ort::new(&onnx);
+    let mut ort = OrtRetinaFace::open(&onnx);
+    // Letterbox, run, decode and NMS, as the int8 detector does; returns the boxes.
+    let mut ort_detect =
+        |img: &RgbImage, max: (u32, u32)| -> Vec<HostDet> { nms(ort.run(img, max, FLOOR), 0.4) };
     let mut seeta =
         rustface::create_detector(rustface_model().to_str().expect("utf-8 path")).expect("rustface model");
     seeta.set_min_face_size(20);
@@ -179,8 +108,9 @@ fn detectors(c: &mut Criterion) {
         dets.clear();
         int8.detect(&frame, dets.as_mut_view()).expect("int8 detect");
         let faces_int8 = dets.iter().filter(|d| d.score >= veil_core::detect::score_from_milli(500)).count();
-        let n_ort = ort.detect(&img, max);
-        let faces_ort = ort.boxes.iter().filter(|b| b.score >= 0.5).count();
+        let boxes = ort_detect(&img, max);
+        let n_ort = boxes.len();
+        let faces_ort = boxes.iter().filter(|b| b.score >= 0.5).count();
         let faces_seeta = seeta.detect(&rustface::ImageData::new(&gray, w, h)).len();
         eprintln!(
             "{size}: model input {}x{}; faces (score >= 0.5): int8 {faces_int8}, ORT fp32 {faces_ort} \
@@ -196,7 +126,7 @@ fn detectors(c: &mut Criterion) {
             })
         });
         g.bench_with_input(BenchmarkId::new("ort_fp32", &size), &img, |b, i| {
-            b.iter(|| ort.detect(black_box(i), max))
+            b.iter(|| ort_detect(black_box(i), max).len())
         });
         g.bench_with_input(BenchmarkId::new("rustface", &size), &img, |b, i| {
             b.iter(|| {

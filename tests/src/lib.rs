@@ -1,1 +1,3 @@
-//! Shared fixtures for Veil's cross-crate integration tests.
+//! Shared fixtures for Veil's cross-crate integration tests and benches.
+
+pub mod ort_retinaface;

@@ -9,8 +9,8 @@
 //!
 //! Both run on the same input tensor: the frame letterboxed into at most 640×480 and area
 //! averaged by `veil_models::prepare_input` (the engine's own resize), which ONNX Runtime gets
-//! as floats (`q + 128 − mean`, NCHW, BGR). Both are decoded with the same anchors and mapped back
-//! to frame pixels the same way, so the comparison isolates quantisation.
+//! as floats ([`veil_tests::ort_retinaface`]). Both are decoded with the same anchors and mapped
+//! back to frame pixels the same way, so the comparison isolates quantisation.
 //!
 //! Needs the ONNX Runtime library (`cargo xtask setup`, or `ORT_DYLIB_PATH`) and the source ONNX
 //! in `.cache/models/` (`cargo xtask models`); `cargo xtask ci` provides both. Per-image figures
@@ -18,11 +18,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
-use ort::value::TensorRef;
 use veil_models::eval::dlib_boxes;
-use veil_models::reference::input_from_q;
-use veil_models::{iou, nms, prepare_input, retinaface_spec, run_int8, HostDet, ModelSpec, RgbImage};
+use veil_models::{iou, nms, run_int8, HostDet, RgbImage};
+use veil_tests::ort_retinaface::OrtRetinaFace;
 
 /// Largest model input (as in the converter's calibration and `models/tests/parity.rs`).
 const MAX: (u32, u32) = (640, 480);
@@ -35,88 +33,6 @@ const MATCH_IOU: f32 = 0.5;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repo").to_path_buf()
-}
-
-/// A one-thread ONNX Runtime session on the source model.
-fn ort_session(onnx: &Path) -> Session {
-    let bytes = std::fs::read(onnx).unwrap_or_else(|e| {
-        panic!("{}: {e}; the source ONNX is fetched by `cargo xtask models`", onnx.display())
-    });
-    let env = veil_sim::detectors::ort_environment().unwrap_or_else(|e| panic!("{e}"));
-    Session::builder(&env)
-        .map_err(|e| e.to_string())
-        .and_then(|b| b.with_intra_threads(1).map_err(|e| e.to_string()))
-        .and_then(|b| b.with_inter_threads(1).map_err(|e| e.to_string()))
-        .and_then(|mut b| b.commit_from_memory(&bytes).map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| panic!("ONNX Runtime could not load {}: {e}", onnx.display()))
-}
-
-/// Run RetinaFace in ONNX Runtime on exactly the int8 engine's input tensor and decode every
-/// anchor scoring at least `floor` (no NMS), in frame pixels.
-fn run_ort(session: &mut Session, spec: &ModelSpec, img: &RgbImage, floor: f32) -> Vec<HostDet> {
-    let (lb, q) = prepare_input(img, spec, MAX).expect("letterbox");
-    let (w, h) = (lb.input_w as usize, lb.input_h as usize);
-    // NHWC floats, exactly as the Rust fp32 reference is fed, then NCHW for ONNX.
-    let hwc = input_from_q(&q, w, h, spec.mean);
-    let mut chw = vec![0f32; 3 * w * h];
-    for (i, v) in hwc.data.iter().enumerate() {
-        chw[(i % 3) * w * h + i / 3] = *v;
-    }
-    let input = TensorRef::from_array_view(([1usize, 3, h, w], &chw[..])).expect("input tensor");
-    let outputs = session.run(ort::inputs!["input" => input]).expect("ONNX Runtime run");
-    let get = |name: &str| {
-        let (shape, data) = outputs[name].try_extract_tensor::<f32>().expect("f32 output");
-        (shape.iter().copied().collect::<Vec<i64>>(), data)
-    };
-    let (loc_shape, loc) = get("loc");
-    let (conf_shape, conf) = get("conf");
-    let (lm_shape, lm) = get("landmarks");
-
-    // Anchors: level by level, rows, columns, then the level's anchor sizes.
-    let n: usize = spec.steps.iter().map(|&s| (w / s as usize) * (h / s as usize) * 2).sum();
-    assert_eq!(loc_shape, [1, n as i64, 4], "loc shape");
-    assert_eq!(conf_shape, [1, n as i64, 2], "conf shape");
-    assert_eq!(lm_shape, [1, n as i64, 10], "landmarks shape");
-    let (sx, sy) = (lb.frame_w as f64 / lb.content_w as f64, lb.frame_h as f64 / lb.content_h as f64);
-    let [v0, v1] = spec.variances;
-    let mut out = Vec::new();
-    let mut k = 0usize;
-    for (li, &step) in spec.steps.iter().enumerate() {
-        let step = step as usize;
-        for gy in 0..h / step {
-            for gx in 0..w / step {
-                for &size in &spec.min_sizes[li] {
-                    // `conf` is the softmax of the two class logits.
-                    let score = conf[2 * k + 1];
-                    if score >= floor {
-                        let s = size as f64;
-                        let (acx, acy) = ((gx as f64 + 0.5) * step as f64, (gy as f64 + 0.5) * step as f64);
-                        let d = |i: usize| loc[4 * k + i] as f64;
-                        let (cx, cy) = (acx + d(0) * v0 * s, acy + d(1) * v0 * s);
-                        let (bw, bh) = (s * (d(2) * v1).exp(), s * (d(3) * v1).exp());
-                        let points = (0..5)
-                            .map(|p| {
-                                let (px, py) = (lm[10 * k + 2 * p] as f64, lm[10 * k + 2 * p + 1] as f64);
-                                (((acx + px * v0 * s) * sx) as f32, ((acy + py * v0 * s) * sy) as f32)
-                            })
-                            .collect();
-                        out.push(HostDet {
-                            score,
-                            rect: [
-                                ((cx - bw / 2.0) * sx) as f32,
-                                ((cy - bh / 2.0) * sy) as f32,
-                                ((cx + bw / 2.0) * sx) as f32,
-                                ((cy + bh / 2.0) * sy) as f32,
-                            ],
-                            points,
-                        });
-                    }
-                    k += 1;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The detection overlapping `g` the most, if any reaches [`MATCH_IOU`].
@@ -154,8 +70,7 @@ fn int8_matches_onnx_runtime_fp32_on_dlib_faces() {
         "{} is missing: run `cargo xtask models` (it fetches the pinned source ONNX)",
         onnx.display()
     );
-    let mut session = ort_session(&onnx);
-    let spec = retinaface_spec();
+    let mut ort = OrtRetinaFace::open(&onnx);
     let blob = std::fs::read(root.join("models/int8/retinaface-mnet025.vlnn")).expect("int8 blob");
     let dir = root.join("data/dlib/faces");
 
@@ -168,7 +83,7 @@ fn int8_matches_onnx_runtime_fp32_on_dlib_faces() {
         let xml = std::fs::read_to_string(dir.join(xml)).expect("dlib annotations");
         for (file, boxes) in dlib_boxes(&xml) {
             let img = RgbImage::load_jpeg(&dir.join(&file)).expect("jpeg");
-            let d32 = nms(run_ort(&mut session, &spec, &img, THRESHOLD), NMS_IOU);
+            let d32 = nms(ort.run(&img, MAX, THRESHOLD), NMS_IOU);
             let d8 = nms(run_int8(&blob, &img, MAX, THRESHOLD).expect("int8 engine"), NMS_IOU);
             let (mut ort_found, mut int8_found, mut missed, mut ious) = (0, 0, 0, Vec::new());
             for g in &boxes {
