@@ -96,12 +96,15 @@ pub(super) fn with_avx2_add(
 const OB: usize = 16;
 /// Output pixels per micro-tile.
 const PB: usize = 4;
-/// Packed weight pairs held at a time (32 KiB of stack): `[pair][16 channels][2]` `i16`.
-const WP: usize = 512;
+/// Output pixels per micro-tile of the dense kernel (six: fewer passes per pixel over the
+/// weights and constants than four, which matters when `k²·cin` is small).
+const DP: usize = 6;
+/// Packed weight pairs held at a time (16 KiB of stack): `[pair][16 channels][2]` `i16`.
+const WP: usize = 256;
 /// Blocks of 16 output channels whose packed weights and requantisation constants are held at a
-/// time (5 KiB of constants).
-const QB: usize = 16;
-/// Largest `k²·cin` of the dense kernel (its pixel buffer is `PB × MAX_K/2` pairs, 18 KiB).
+/// time (4.5 KiB of constants).
+const QB: usize = 8;
+/// Largest `k²·cin` of the dense kernel (its pixel buffer is `DP × MAX_K/2` pairs, 27 KiB).
 pub(super) const MAX_K: usize = 2304;
 
 /// Per-channel requantisation constants of one block of 16 output channels, as vectors.
@@ -112,11 +115,9 @@ struct QBlock {
     m_neg: [__m256i; 2],
     sh_pos: [__m256i; 2],
     sh_neg: [__m256i; 2],
-    /// Short form ([`requant8_short`]): `m_pos ^ m_neg`, `sh_pos − 33`, and its XOR with
-    /// `sh_neg − 33`; valid when `fast`.
-    m_x: [__m256i; 2],
+    /// Short form ([`requant8_short`]): `sh_pos − 33` and `sh_neg − 33`; valid when `fast`.
     s_pos: [__m256i; 2],
-    s_x: [__m256i; 2],
+    s_neg: [__m256i; 2],
     fast: bool,
 }
 
@@ -143,14 +144,13 @@ impl QBlock {
                 None
             }
         };
-        let mut g = [[0i32; OB]; 3];
+        let mut g = [[0i32; OB]; 2];
         let mut fast = true;
         for (i, r) in q.iter().take(OB).enumerate() {
             match (short(r.m_pos, r.sh_pos), short(r.m_neg, r.sh_neg)) {
                 (Some(sp), Some(sn)) => {
-                    g[0][i] = r.m_pos ^ r.m_neg;
-                    g[1][i] = sp;
-                    g[2][i] = sp ^ sn;
+                    g[0][i] = sp;
+                    g[1][i] = sn;
                 }
                 _ => fast = false,
             }
@@ -161,9 +161,8 @@ impl QBlock {
             m_neg: v(f[2]),
             sh_pos: v(f[3]),
             sh_neg: v(f[4]),
-            m_x: v(g[0]),
-            s_pos: v(g[1]),
-            s_x: v(g[2]),
+            s_pos: v(g[0]),
+            s_neg: v(g[1]),
             fast,
         }
     }
@@ -182,9 +181,8 @@ const FAST_SHIFT: u8 = 33;
 fn requant8_short(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m256i {
     let (avx, avx2) = (s.avx, s.avx2);
     let a = avx2._mm256_add_epi32(acc, q.bias[h]);
-    let neg = avx2._mm256_srai_epi32::<31>(a);
-    let m = avx2._mm256_xor_si256(q.m_pos[h], avx2._mm256_and_si256(q.m_x[h], neg));
-    let sh = avx2._mm256_xor_si256(q.s_pos[h], avx2._mm256_and_si256(q.s_x[h], neg));
+    let m = pick(s, q.m_pos[h], q.m_neg[h], a);
+    let sh = pick(s, q.s_pos[h], q.s_neg[h], a);
     let pe = avx2._mm256_mul_epi32(a, m);
     let po = avx2._mm256_mul_epi32(avx2._mm256_srli_epi64::<32>(a), avx2._mm256_srli_epi64::<32>(m));
     // High halves: the even lanes' moved down, the odd lanes' already in place.
@@ -194,6 +192,17 @@ fn requant8_short(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m
     );
     let r = avx2._mm256_add_epi32(r, zp);
     avx2._mm256_max_epi32(avx2._mm256_min_epi32(r, avx._mm256_set1_epi32(127)), avx._mm256_set1_epi32(-128))
+}
+
+/// Per `i32` lane, `neg` where `a < 0`, else `pos` (one `vblendvps` on the sign bits).
+#[inline(always)]
+fn pick(s: V3, pos: __m256i, neg: __m256i, a: __m256i) -> __m256i {
+    let avx = s.avx;
+    avx._mm256_castps_si256(avx._mm256_blendv_ps(
+        avx._mm256_castsi256_ps(pos),
+        avx._mm256_castsi256_ps(neg),
+        avx._mm256_castsi256_ps(a),
+    ))
 }
 
 /// `round(p / 2^sh)` (ties up) of 64-bit lanes, then clamped to the `i32` range; `sh ≤ 62`.
@@ -221,9 +230,8 @@ fn requant8(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m256i {
     }
     let (avx, avx2) = (s.avx, s.avx2);
     let a = avx2._mm256_add_epi32(acc, q.bias[h]);
-    let neg = avx2._mm256_srai_epi32::<31>(a);
-    let m = avx2._mm256_blendv_epi8(q.m_pos[h], q.m_neg[h], neg);
-    let sh = avx2._mm256_blendv_epi8(q.sh_pos[h], q.sh_neg[h], neg);
+    let m = pick(s, q.m_pos[h], q.m_neg[h], a);
+    let sh = pick(s, q.sh_pos[h], q.sh_neg[h], a);
     let low = avx._mm256_set1_epi64x(0xFFFF_FFFF);
     // Even lanes: vpmuldq reads the low (signed) half of each 64-bit lane.
     let pe = avx2._mm256_mul_epi32(a, m);
@@ -295,38 +303,68 @@ fn widen_pairs(s: V3, dst: &mut [i32], src: &[u8]) {
 
 /// Pack the weight rows of output channels `oc0 .. oc0 + 16·nb` (rows of `kk` int8 values)
 /// into `dst`: block `b`, pair `j`, lane `l` = weights `2j, 2j+1` of channel `oc0 + 16b + l`
-/// (zero past `cout` or past `kk`).
-fn pack_weights(dst: &mut [[i16; 2 * OB]], weights: &[u8], kk: usize, cout: usize, oc0: usize, nb: usize) {
+/// (zero past `cout` or past `kk`). Each row is widened 16 bytes at a time.
+#[inline(always)]
+fn pack_weights(
+    s: V3,
+    dst: &mut [[i16; 2 * OB]],
+    weights: &[u8],
+    kk: usize,
+    cout: usize,
+    oc0: usize,
+    nb: usize,
+) {
     let kp = kk.div_ceil(2);
     for (b, blk) in dst.chunks_exact_mut(kp).take(nb).enumerate() {
-        for (l, oc) in (oc0 + b * OB..oc0 + (b + 1) * OB).enumerate() {
-            let row = if oc < cout { weights.get(oc * kk..(oc + 1) * kk) } else { None };
-            for (j, pair) in blk.iter_mut().enumerate() {
-                let w = |i: usize| row.and_then(|r| r.get(i)).map_or(0, |&v| v as i8 as i16);
-                pair[2 * l] = w(2 * j);
-                pair[2 * l + 1] = w(2 * j + 1);
+        for l in 0..OB {
+            let oc = oc0 + b * OB + l;
+            let row = if oc < cout { weights.get(oc * kk..(oc + 1) * kk).unwrap_or(&[]) } else { &[] };
+            let mut c16 = row.chunks_exact(16);
+            let mut dsts = blk.chunks_mut(8);
+            for (c, d8) in c16.by_ref().zip(dsts.by_ref()) {
+                let v = c.try_into().map_or([0; 8], |c| widen16(s, c));
+                for (d, p) in d8.iter_mut().zip(v) {
+                    d[2 * l] = p as i16;
+                    d[2 * l + 1] = (p >> 16) as i16;
+                }
+            }
+            // The last 0–15 bytes, zero-padded (and zero rows past `cout` or a short `weights`).
+            let rest = c16.remainder();
+            let mut t = [0u8; 16];
+            if let (Some(d), Some(v)) = (t.get_mut(..rest.len()), rest.get(..16.min(rest.len()))) {
+                d.copy_from_slice(v);
+            }
+            let v = widen16(s, &t);
+            for d8 in dsts {
+                for (d, p) in d8.iter_mut().zip(v) {
+                    d[2 * l] = p as i16;
+                    d[2 * l + 1] = (p >> 16) as i16;
+                }
             }
         }
     }
 }
 
-/// The micro-kernel: `PB` pixels (rows of at least `kp = w.len()` pairs) × 16 channels (packed
+/// The micro-kernel: `P` pixels (rows of at least `kp = w.len()` pairs) × 16 channels (packed
 /// pairs), or only the first 8 channels when `NV` is 1. A row shorter than `kp` is an error.
 #[inline(always)]
-fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> Result<[[__m256i; 2]; PB], NnError> {
+fn tile_p<const NV: usize, const P: usize>(
+    s: V3,
+    x: [&[i32]; P],
+    w: &[[i16; 2 * OB]],
+) -> Result<[[__m256i; 2]; P], NnError> {
     let (avx, avx2) = (s.avx, s.avx2);
     let kp = w.len();
     let z = avx._mm256_setzero_si256();
-    let mut acc = [[z; 2]; PB];
-    let (Some(x0), Some(x1), Some(x2), Some(x3)) =
-        (x[0].get(..kp), x[1].get(..kp), x[2].get(..kp), x[3].get(..kp))
-    else {
-        return Err(NnError::Malformed);
-    };
+    let mut acc = [[z; 2]; P];
+    let mut rows: [&[i32]; P] = [&[]; P];
+    for (r, xr) in rows.iter_mut().zip(x) {
+        *r = xr.get(..kp).ok_or(NnError::Malformed)?;
+    }
     for (i, wi) in w.iter().enumerate() {
         let wv: [__m256i; 2] = pulp::cast(*wi);
-        for (a, xv) in acc.iter_mut().zip([x0[i], x1[i], x2[i], x3[i]]) {
-            let b = avx._mm256_set1_epi32(xv);
+        for (a, r) in acc.iter_mut().zip(rows) {
+            let b = avx._mm256_set1_epi32(r[i]);
             a[0] = avx2._mm256_add_epi32(a[0], avx2._mm256_madd_epi16(b, wv[0]));
             if NV == 2 {
                 a[1] = avx2._mm256_add_epi32(a[1], avx2._mm256_madd_epi16(b, wv[1]));
@@ -334,6 +372,12 @@ fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> Result<
         }
     }
     Ok(acc)
+}
+
+/// [`tile_p`] of `PB` pixels.
+#[inline(always)]
+fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> Result<[[__m256i; 2]; PB], NnError> {
+    tile_p::<NV, PB>(s, x, w)
 }
 
 /// Dense convolution (one group, any kernel, stride and padding; `k²·cin ≤ MAX_K`,
@@ -362,12 +406,12 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     let padv = pad_values(pad, cin)?;
     let padv = padv.get(..cin).ok_or(NnError::Malformed)?;
     let contiguous = iv.pixel_stride == cin;
-    // A 1×1 convolution over whole rows of a dense tensor reads PB pixels in one run.
+    // A 1×1 convolution over whole rows of a dense tensor reads DP pixels in one run.
     let layer_run = k == 1 && g.stride == 1 && g.pad == 0 && contiguous && kk % 2 == 0;
-    // Receptive fields of PB pixels as i16 pairs, rows `xs` pairs apart: whole vectors of 8
+    // Receptive fields of DP pixels as i16 pairs, rows `xs` pairs apart: whole vectors of 8
     // pairs, except for runs. Pairs past `kp` hold anything: their weights are zero.
     let xs = if layer_run { kp } else { kp.div_ceil(8) * 8 };
-    let mut xbuf = [0i32; PB * MAX_K / 2];
+    let mut xbuf = [0i32; DP * MAX_K / 2];
     // The gathered bytes of one field, with room for whole 16-byte loads past its end.
     let mut field = [0u8; MAX_K + 16];
     let row_len = k * cin;
@@ -385,7 +429,7 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     while b0 < nblocks {
         let nb = (nblocks - b0).min(per_chunk);
         let wb = wbuf.get_mut(..nb * kp).ok_or(NnError::Malformed)?;
-        pack_weights(wb, weights, kk, cout, b0 * OB, nb);
+        pack_weights(s, wb, weights, kk, cout, b0 * OB, nb);
         let wb: &[[i16; 2 * OB]] = wb;
         for (bi, qb) in qbs.iter_mut().take(nb).enumerate() {
             let oc0 = (b0 + bi) * OB;
@@ -395,15 +439,15 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
         }
         let mut p0 = 0;
         while p0 < npix {
-            let np = (npix - p0).min(PB);
+            let np = (npix - p0).min(DP);
             // Gather and widen the fields of pixels p0 .. p0 + np (the rest repeat the last).
-            let run = layer_run && np == PB;
+            let run = layer_run && np == DP;
             if run {
                 let xb = iv.off + p0 * cin;
-                let src = input.get(xb..xb + PB * cin).ok_or(NnError::Malformed)?;
-                widen_pairs(s, xbuf.get_mut(..PB * kp).ok_or(NnError::Malformed)?, src);
+                let src = input.get(xb..xb + DP * cin).ok_or(NnError::Malformed)?;
+                widen_pairs(s, xbuf.get_mut(..DP * kp).ok_or(NnError::Malformed)?, src);
             }
-            for (j, xr) in xbuf.chunks_exact_mut(xs).take(if run { 0 } else { PB }).enumerate() {
+            for (j, xr) in xbuf.chunks_exact_mut(xs).take(if run { 0 } else { DP }).enumerate() {
                 let p = p0 + j.min(np - 1);
                 let (oy, ox) = (p / ov.w, p % ov.w);
                 let iy0 = (oy * g.stride) as isize - g.pad as isize;
@@ -456,19 +500,16 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
                 }
             }
             let mut xr = xbuf.chunks_exact(xs);
-            let (Some(x0), Some(x1), Some(x2), Some(x3)) = (xr.next(), xr.next(), xr.next(), xr.next())
-            else {
-                return Err(NnError::Malformed);
-            };
+            let mut rows: [&[i32]; DP] = [&[]; DP];
+            for r in rows.iter_mut() {
+                *r = xr.next().ok_or(NnError::Malformed)?;
+            }
             for (bi, (wblk, qb)) in wb.chunks_exact(kp).zip(&qbs).enumerate() {
                 let oc0 = (b0 + bi) * OB;
                 let n = (cout - oc0).min(OB);
                 let half = n <= OB / 2;
-                let acc = if half {
-                    tile::<1>(s, [x0, x1, x2, x3], wblk)?
-                } else {
-                    tile::<2>(s, [x0, x1, x2, x3], wblk)?
-                };
+                let acc =
+                    if half { tile_p::<1, DP>(s, rows, wblk)? } else { tile_p::<2, DP>(s, rows, wblk)? };
                 for (j, a) in acc.iter().enumerate().take(np) {
                     let lo = requant8(s, a[0], qb, 0, zpv);
                     let hi = if half { lo } else { requant8(s, a[1], qb, 1, zpv) };
