@@ -94,8 +94,6 @@ pub(super) fn with_avx2_add(
 
 /// Output channels per micro-tile (two vectors of eight `i32`).
 const OB: usize = 16;
-/// Output pixels per micro-tile.
-const PB: usize = 4;
 /// Output pixels per micro-tile of the dense kernel (six: fewer passes per pixel over the
 /// weights and constants than four, which matters when `k²·cin` is small).
 const DP: usize = 6;
@@ -348,7 +346,7 @@ fn pack_weights(
 /// The micro-kernel: `P` pixels (rows of at least `kp = w.len()` pairs) × 16 channels (packed
 /// pairs), or only the first 8 channels when `NV` is 1. A row shorter than `kp` is an error.
 #[inline(always)]
-fn tile_p<const NV: usize, const P: usize>(
+fn tile<const NV: usize, const P: usize>(
     s: V3,
     x: [&[i32]; P],
     w: &[[i16; 2 * OB]],
@@ -372,12 +370,6 @@ fn tile_p<const NV: usize, const P: usize>(
         }
     }
     Ok(acc)
-}
-
-/// [`tile_p`] of `PB` pixels.
-#[inline(always)]
-fn tile<const NV: usize>(s: V3, x: [&[i32]; PB], w: &[[i16; 2 * OB]]) -> Result<[[__m256i; 2]; PB], NnError> {
-    tile_p::<NV, PB>(s, x, w)
 }
 
 /// Dense convolution (one group, any kernel, stride and padding; `k²·cin ≤ MAX_K`,
@@ -508,8 +500,7 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
                 let oc0 = (b0 + bi) * OB;
                 let n = (cout - oc0).min(OB);
                 let half = n <= OB / 2;
-                let acc =
-                    if half { tile_p::<1, DP>(s, rows, wblk)? } else { tile_p::<2, DP>(s, rows, wblk)? };
+                let acc = if half { tile::<1, DP>(s, rows, wblk)? } else { tile::<2, DP>(s, rows, wblk)? };
                 for (j, a) in acc.iter().enumerate().take(np) {
                     let lo = requant8(s, a[0], qb, 0, zpv);
                     let hi = if half { lo } else { requant8(s, a[1], qb, 1, zpv) };

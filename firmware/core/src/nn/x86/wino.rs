@@ -1,19 +1,61 @@
 //! Winograd F(2×2, 3×3) convolution with AVX2.
+//!
+//! The arithmetic is that of [`crate::nn::winograd`] (see its module docs): per 4×4 input tile
+//! and input channel `V = Bᵀ·d·B` in `i16`, per (output, input) channel `U' = G'·g·G'ᵀ`
+//! (the Winograd weights times 4) in `i16`, per position ξ of the 4×4 transform domain the
+//! matrix product `M_ξ[tile][oc] = Σ_c V_ξ[tile][c]·U'_ξ[oc][c]` with `vpmaddwd` (wrapping
+//! `i32`), then `Y = Aᵀ·M·A = 4·acc` exactly (`|4·acc| < 2^31` for `cin ≤ 3640`), so
+//! `acc = Y >> 2`, requantised like every other kernel.
+//!
+//! # Blocking
+//!
+//! - Output channels go in blocks of 16 ([`OB`]); the transformed weights of up to
+//!   [`NB_MAX`] blocks that fit in 32 KiB are held at a time (one block at 33–64 input
+//!   channels), packed as `[block][ξ][pair][16 channels][2]` `i16`: each block is transformed
+//!   with vectors along the input channels (9 loads, 35 additions for 16 positions × 16
+//!   channels), then transposed (8×8 `i32` transposes) into that layout.
+//! - Tiles go in groups of [`R`] along a row of tiles. A group's input window (4 rows ×
+//!   `2R + 2` pixels, the padding values outside the image) is copied once per group into a
+//!   fixed-size buffer, so that the transform reads it without per-pixel checks; for each
+//!   vector of 16 channels and each row of `Bᵀ`, the column transform `Bᵀ·d` of each window
+//!   column is shared by the two tiles that read it, then the row transforms give each tile's
+//!   16 positions, stored as `[ξ][tile][pair]` `i32` pairs (8 KiB at 64 channels). Bytes past
+//!   `cin` in a pixel's last vector are whatever follows it in the input: their weights are
+//!   zero.
+//! - For each block and each ξ the micro-kernel [`gemm`] keeps `R` tiles × 16 channels of
+//!   sums in registers (per channel pair: 2 weight loads, `R` broadcasts, `2R` `vpmaddwd`);
+//!   then `Aᵀ·M·A`, `>> 2` and the requantisation of the group's pixels, both halves of a
+//!   block packed into one 16-byte store per pixel.
+//!
+//! The input is copied and transformed once per chunk of blocks (4 times at 64 → 64 channels):
+//! about 15 % of the time there, the micro-kernel about two thirds, the output stage a sixth.
+//!
+//! Stack: about 47.6 KiB (weights 32 KiB, transformed group 8 KiB, products 4 KiB, which also
+//! hold the window and the weight transform's scratch, requantisation constants 1 KiB).
 
 use core::arch::x86_64::{__m128i, __m256i};
 
 use pulp::x86::V3;
 
-use super::{put, requant8, tile, to_bytes, with_avx2, ConvArgs, Kernel, QBlock, OB, PB, QB};
+use super::{put, requant8, to_bytes, with_avx2, ConvArgs, Kernel, QBlock, OB};
 use crate::nn::blob::CHAN_REC;
-use crate::nn::ops::{pad_values, read_q, ChanQ};
+use crate::nn::ops::{pad_values, read_q, ChanQ, MAX_PAD};
+use crate::nn::winograd::MAX_CIN;
 use crate::nn::NnError;
 
-/// Transformed weight entries held at a time: 16 positions × pairs × blocks of 16 channels
-/// (32 KiB of stack: one block of 16 output channels at [`crate::nn::winograd::MAX_CIN`] input
-/// channels, the limit the shared [`crate::nn::winograd::applies`] sets).
+/// Tiles per group (rows of the micro-kernel).
+const R: usize = 4;
+/// Transformed-weight rows held at a time (32 KiB of `[i16; 32]`): 16 positions × pairs ×
+/// blocks.
 const WU: usize = 512;
-const _: () = assert!(16 * (crate::nn::winograd::MAX_CIN.div_ceil(16) * 8) <= WU);
+/// Most blocks of transformed weights held at a time (two at 32 or fewer input channels; a
+/// bound on the requantisation constants held).
+const NB_MAX: usize = 2;
+/// Channel pairs of [`MAX_CIN`] channels, rounded up to whole vectors of 16 channels.
+const MAX_KP: usize = MAX_NCH * 8;
+/// Vectors of 16 channels of [`MAX_CIN`] channels.
+const MAX_NCH: usize = MAX_CIN.div_ceil(16);
+const _: () = assert!(16 * MAX_KP <= WU && MAX_CIN <= MAX_PAD && 16 * 2 * R >= 16 * 8);
 
 /// `G'·g·G'ᵀ` for 16 input channels at once, `G' = 2G = [[2,0,0],[1,1,1],[1,−1,1],[0,0,2]]`:
 /// the Winograd weights times 4, exact in `i16` (|each| ≤ 9·128).
@@ -45,29 +87,36 @@ fn weight_transform(s: V3, g: &[__m256i; 9]) -> [__m256i; 16] {
     u
 }
 
-/// `Bᵀ·d·B` for 16 channels at once, `Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]`: exact
-/// in `i16` (|each| ≤ 4·128).
+/// Transpose 8×8 `i32` lanes: `out[j]` lane `i` = `r[i]` lane `j`.
 #[inline(always)]
-fn input_transform(s: V3, d: &[__m256i; 16]) -> [__m256i; 16] {
+fn transpose8(s: V3, r: [__m256i; 8]) -> [__m256i; 8] {
     let a = s.avx2;
-    let (add, sub) = (|x, y| a._mm256_add_epi16(x, y), |x, y| a._mm256_sub_epi16(x, y));
-    let mut t = [s.avx._mm256_setzero_si256(); 16];
-    for j in 0..4 {
-        let (d0, d1, d2, d3) = (d[j], d[4 + j], d[8 + j], d[12 + j]);
-        t[j] = sub(d0, d2);
-        t[4 + j] = add(d1, d2);
-        t[8 + j] = sub(d2, d1);
-        t[12 + j] = sub(d1, d3);
-    }
-    let mut v = [s.avx._mm256_setzero_si256(); 16];
-    for i in 0..4 {
-        let (t0, t1, t2, t3) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
-        v[4 * i] = sub(t0, t2);
-        v[4 * i + 1] = add(t1, t2);
-        v[4 * i + 2] = sub(t2, t1);
-        v[4 * i + 3] = sub(t1, t3);
-    }
-    v
+    let t0 = a._mm256_unpacklo_epi32(r[0], r[1]);
+    let t1 = a._mm256_unpackhi_epi32(r[0], r[1]);
+    let t2 = a._mm256_unpacklo_epi32(r[2], r[3]);
+    let t3 = a._mm256_unpackhi_epi32(r[2], r[3]);
+    let t4 = a._mm256_unpacklo_epi32(r[4], r[5]);
+    let t5 = a._mm256_unpackhi_epi32(r[4], r[5]);
+    let t6 = a._mm256_unpacklo_epi32(r[6], r[7]);
+    let t7 = a._mm256_unpackhi_epi32(r[6], r[7]);
+    let u0 = a._mm256_unpacklo_epi64(t0, t2);
+    let u1 = a._mm256_unpackhi_epi64(t0, t2);
+    let u2 = a._mm256_unpacklo_epi64(t1, t3);
+    let u3 = a._mm256_unpackhi_epi64(t1, t3);
+    let u4 = a._mm256_unpacklo_epi64(t4, t6);
+    let u5 = a._mm256_unpackhi_epi64(t4, t6);
+    let u6 = a._mm256_unpacklo_epi64(t5, t7);
+    let u7 = a._mm256_unpackhi_epi64(t5, t7);
+    [
+        a._mm256_permute2x128_si256::<0x20>(u0, u4),
+        a._mm256_permute2x128_si256::<0x20>(u1, u5),
+        a._mm256_permute2x128_si256::<0x20>(u2, u6),
+        a._mm256_permute2x128_si256::<0x20>(u3, u7),
+        a._mm256_permute2x128_si256::<0x31>(u0, u4),
+        a._mm256_permute2x128_si256::<0x31>(u1, u5),
+        a._mm256_permute2x128_si256::<0x31>(u2, u6),
+        a._mm256_permute2x128_si256::<0x31>(u3, u7),
+    ]
 }
 
 /// `Aᵀ·m·A` of one 4×4 block of `i32` lanes, `Aᵀ = [[1,1,1,0],[0,1,−1,−1]]`: the 2×2 outputs
@@ -107,82 +156,92 @@ fn load16(s: V3, px: &[u8], c0: usize) -> __m256i {
     s.avx2._mm256_cvtepi8_epi16(v)
 }
 
-/// Winograd F(2×2, 3×3) convolution with AVX2 (where [`crate::nn::winograd::applies`]): per 4×4 input tile and
-/// 16 channels, `V = Bᵀ·d·B` in `i16`; per output-channel block the 16 positions' products
-/// `M_ξ = Σ_c V_ξ·U'_ξ` through the dense micro-kernel (four tiles at a time); `Y = Aᵀ·M·A`
-/// equals `4·acc` exactly (the weights are scaled by 4 to stay integer, and `|4·acc| < 2^31`
-/// for `cin ≤ 3640`), so `acc = Y >> 2`, requantised like every other kernel. Bit-identical to
-/// the direct convolution: it computes the same integer sum of products over the padded input.
+/// The micro-kernel: `R` tiles (rows of `KP` pairs) × 16 channels (packed pairs), or only the
+/// first 8 channels when `NV` is 1.
+#[inline(always)]
+fn gemm<const KP: usize, const NV: usize>(
+    s: V3,
+    x: &[[i32; KP]; R],
+    w: &[[i16; 2 * OB]; KP],
+) -> [[__m256i; 2]; R] {
+    let (avx, avx2) = (s.avx, s.avx2);
+    let z = avx._mm256_setzero_si256();
+    let mut acc = [[z; 2]; R];
+    for (i, wi) in w.iter().enumerate() {
+        let wv: [__m256i; 2] = pulp::cast(*wi);
+        for (a, xr) in acc.iter_mut().zip(x) {
+            let b = avx._mm256_set1_epi32(xr[i]);
+            a[0] = avx2._mm256_add_epi32(a[0], avx2._mm256_madd_epi16(b, wv[0]));
+            if NV == 2 {
+                a[1] = avx2._mm256_add_epi32(a[1], avx2._mm256_madd_epi16(b, wv[1]));
+            }
+        }
+    }
+    acc
+}
+
+/// Winograd F(2×2, 3×3) convolution with AVX2 (where [`crate::nn::winograd::applies`]), see
+/// the module docs. Bit-identical to the direct convolution: it computes the same integer sum
+/// of products over the padded input.
 pub(in crate::nn) fn conv3x3_winograd(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     struct Wi;
     impl Kernel for Wi {
         #[inline(always)]
         fn run(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
-            wino_impl(s, a)
+            match a.iv.c.div_ceil(16) {
+                1 => wino_impl::<8>(s, a),
+                2 => wino_impl::<16>(s, a),
+                3 => wino_impl::<24>(s, a),
+                4 => wino_impl::<32>(s, a),
+                _ => Err(NnError::Malformed),
+            }
         }
     }
     with_avx2::<Wi>(s, a)
 }
 
+/// The kernel for `KP / 8` vectors of 16 input channels (`KP` pairs).
 #[inline(always)]
-fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
+fn wino_impl<const KP: usize>(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     let ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out } = a;
     let (cin, cout) = (iv.c, ov.c);
-    if !crate::nn::winograd::applies(iv, ov, g) || !iv.fits(input.len()) || !ov.fits(output.len()) {
+    let nch = KP / 8;
+    if !crate::nn::winograd::applies(iv, ov, g)
+        || !iv.fits(input.len())
+        || !ov.fits(output.len())
+        || cin.div_ceil(16) != nch
+        || KP > MAX_KP
+    {
         return Err(NnError::Malformed);
     }
-    if weights.len() < cout * 9 * cin || params.len() < cout * CHAN_REC {
+    let (Some(wlen), Some(plen)) = (cout.checked_mul(9 * cin), cout.checked_mul(CHAN_REC)) else {
+        return Err(NnError::Malformed);
+    };
+    if weights.len() < wlen || params.len() < plen {
         return Err(NnError::Malformed);
     }
     let padv = pad_values(pad, cin)?;
-    let padv = padv.get(..cin).ok_or(NnError::Malformed)?;
-    let nch = cin.div_ceil(16);
-    let kp = nch * 8;
-    // Transformed tiles of PB tiles: [ξ][tile][kp] pairs (16 · 4 · 32 · 4 B = 8 KiB).
-    let mut vbuf = [0i32; 16 * PB * crate::nn::winograd::MAX_CIN / 2];
-    let vbuf = vbuf.get_mut(..16 * PB * kp).ok_or(NnError::Malformed)?;
-    // Transformed weights of a chunk of output-channel blocks: [block][ξ][kp] of [i16; 32].
+    let z = s.avx._mm256_setzero_si256();
+    // Transformed weights: [block][ξ][KP] rows of [i16; 32] (16 channels × a pair).
     let mut ubuf = [[0i16; 2 * OB]; WU];
+    // A transformed group: [ξ][tile][KP] pairs.
+    let mut vbuf = [[[0i32; KP]; R]; 16];
+    // Products of a group, [ξ][tile][half] (flat); also the weight transform's scratch and
+    // the group's input window.
+    let mut mbuf = [z; 16 * 2 * R];
     let nblocks = cout.div_ceil(OB);
-    let per_chunk = (WU / (16 * kp)).clamp(1, QB);
-    if 16 * kp > WU {
-        return Err(NnError::Malformed);
-    }
+    let per_chunk = (WU / (16 * KP)).clamp(1, NB_MAX);
     let zpv = s.avx._mm256_set1_epi32(zp_out as i32);
     let (th, tw) = (ov.h.div_ceil(2), ov.w.div_ceil(2));
     let mut q = [ChanQ::default(); OB];
-    let mut qbs = [QBlock::new(&[]); QB];
+    let mut qbs = [QBlock::new(&[]); NB_MAX];
     let mut b0 = 0;
     while b0 < nblocks {
         let nb = (nblocks - b0).min(per_chunk);
-        let ub = ubuf.get_mut(..nb * 16 * kp).ok_or(NnError::Malformed)?;
-        // Weight transform, 16 input channels at a time, scattered into the packed layout.
-        for (bi, blk) in ub.chunks_exact_mut(16 * kp).enumerate() {
-            for l in 0..OB {
-                let oc = (b0 + bi) * OB + l;
-                for ch in 0..nch {
-                    let u = if oc < cout {
-                        let w = weights.get(oc * 9 * cin..(oc + 1) * 9 * cin).ok_or(NnError::Malformed)?;
-                        let mut gv = [s.avx._mm256_setzero_si256(); 9];
-                        for (t, gt) in gv.iter_mut().enumerate() {
-                            *gt =
-                                load16(s, w.get(t * cin..(t + 1) * cin).ok_or(NnError::Malformed)?, ch * 16);
-                        }
-                        weight_transform(s, &gv)
-                    } else {
-                        [s.avx._mm256_setzero_si256(); 16]
-                    };
-                    for (xi, uv) in u.iter().enumerate() {
-                        let pairs: [i32; 8] = pulp::cast(*uv);
-                        let rows =
-                            blk.get_mut(xi * kp + ch * 8..xi * kp + ch * 8 + 8).ok_or(NnError::Malformed)?;
-                        for (row, p) in rows.iter_mut().zip(pairs) {
-                            row[2 * l] = p as i16;
-                            row[2 * l + 1] = (p >> 16) as i16;
-                        }
-                    }
-                }
-            }
+        let ub = ubuf.get_mut(..nb * 16 * KP).ok_or(NnError::Malformed)?;
+        for (bi, blk) in ub.chunks_exact_mut(16 * KP).enumerate() {
+            let oc0 = (b0 + bi) * OB;
+            pack_block::<KP>(s, blk, weights, cin, cout, oc0, &mut mbuf)?;
         }
         let ub: &[[i16; 2 * OB]] = ub;
         for (bi, qb) in qbs.iter_mut().take(nb).enumerate() {
@@ -194,74 +253,26 @@ fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
         for ty in 0..th {
             let mut tx0 = 0;
             while tx0 < tw {
-                let nt = (tw - tx0).min(PB);
-                // Input transform of tiles tx0 .. tx0 + nt (the rest repeat the last).
-                for j in 0..PB {
-                    let tx = tx0 + j.min(nt - 1);
-                    for ch in 0..nch {
-                        let mut d = [s.avx._mm256_setzero_si256(); 16];
-                        for (r, drow) in d.chunks_exact_mut(4).enumerate() {
-                            let iy = (2 * ty + r) as isize - 1;
-                            for (cq, dv) in drow.iter_mut().enumerate() {
-                                let ix = (2 * tx + cq) as isize - 1;
-                                let inside =
-                                    iy >= 0 && ix >= 0 && (iy as usize) < iv.h && (ix as usize) < iv.w;
-                                let px = if inside {
-                                    let b = iv.off + (iy as usize * iv.w + ix as usize) * iv.pixel_stride;
-                                    input.get(b..b + cin).ok_or(NnError::Malformed)?
-                                } else {
-                                    padv
-                                };
-                                *dv = load16(s, px, ch * 16);
-                            }
-                        }
-                        let v = input_transform(s, &d);
-                        for (xi, vv) in v.iter().enumerate() {
-                            let o = (xi * PB + j) * kp + ch * 8;
-                            let dst = vbuf.get_mut(o..o + 8).ok_or(NnError::Malformed)?;
-                            dst.copy_from_slice(&pulp::cast::<__m256i, [i32; 8]>(*vv));
-                        }
-                    }
-                }
-                let vb: &[i32] = vbuf;
-                for (bi, (ublk, qb)) in ub.chunks_exact(16 * kp).zip(&qbs).enumerate() {
+                let nt = (tw - tx0).min(R);
+                let win = window_in(&mut mbuf)?;
+                load_window::<KP>(input, iv, &padv, ty, tx0, win);
+                transform_group::<KP>(s, win, &mut vbuf);
+                for (bi, (ublk, qb)) in ub.chunks_exact(16 * KP).zip(&qbs).enumerate() {
                     let oc0 = (b0 + bi) * OB;
                     let n = (cout - oc0).min(OB);
                     let half = n <= OB / 2;
-                    // M[ξ][tile]: 16 positions of four tiles, 16 channels.
-                    let mut m = [[[s.avx._mm256_setzero_si256(); 2]; PB]; 16];
-                    for (xi, mx) in m.iter_mut().enumerate() {
-                        let w = ublk.get(xi * kp..(xi + 1) * kp).ok_or(NnError::Malformed)?;
-                        let base = xi * PB * kp;
-                        let x = |t: usize| vb.get(base + t * kp..base + (t + 1) * kp).unwrap_or(&[]);
-                        let xs = [x(0), x(1), x(2), x(3)];
-                        *mx = if half { tile::<1>(s, xs, w)? } else { tile::<2>(s, xs, w)? };
+                    for ((uw, x), mx) in ublk.chunks_exact(KP).zip(&vbuf).zip(mbuf.chunks_exact_mut(2 * R)) {
+                        let w = <&[[i16; 2 * OB]; KP]>::try_from(uw).map_err(|_| NnError::Malformed)?;
+                        let m = if half { gemm::<KP, 1>(s, x, w) } else { gemm::<KP, 2>(s, x, w) };
+                        mx.copy_from_slice(&pulp::cast::<_, [__m256i; 2 * R]>(m));
                     }
-                    for j in 0..nt {
-                        let tx = tx0 + j;
-                        for h in 0..(if half { 1 } else { 2 }) {
-                            let mut mv = [s.avx._mm256_setzero_si256(); 16];
-                            for (d, mx) in mv.iter_mut().zip(&m) {
-                                if let Some(v) = mx.get(j).and_then(|t| t.get(h)) {
-                                    *d = *v;
-                                }
-                            }
-                            let y = output_transform(s, &mv);
-                            for (yi, yv) in y.iter().enumerate() {
-                                let (oy, ox) = (2 * ty + yi / 2, 2 * tx + yi % 2);
-                                if oy >= ov.h || ox >= ov.w {
-                                    continue;
-                                }
-                                let acc = s.avx2._mm256_srai_epi32::<2>(*yv);
-                                let r = requant8(s, acc, qb, h, zpv);
-                                let b = to_bytes(s, r, r);
-                                let o0 = h * 8;
-                                if o0 >= n {
-                                    continue;
-                                }
-                                let cnt = (n - o0).min(8);
-                                let ob = ov.off + (oy * ov.w + ox) * ov.pixel_stride + oc0 + o0;
-                                put(output, ob, &b, cnt)?;
+                    for (j, tx) in (tx0..tx0 + nt).enumerate() {
+                        let y = output_pixels(s, &mbuf, j, qb, half, zpv);
+                        for (yi, b) in y.iter().enumerate() {
+                            let (oy, ox) = (2 * ty + yi / 2, 2 * tx + yi % 2);
+                            if oy < ov.h && ox < ov.w {
+                                let ob = ov.off + (oy * ov.w + ox) * ov.pixel_stride + oc0;
+                                put(output, ob, b, n)?;
                             }
                         }
                     }
@@ -272,4 +283,411 @@ fn wino_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
         b0 += nb;
     }
     Ok(())
+}
+
+/// The four output pixels (row-major) of tile `j` of a group's products `m[ξ][tile][half]`
+/// (flat): `Aᵀ·M·A`, `>> 2` and the requantisation, channels 0–15 (0–7 when `half`) as bytes.
+#[inline(always)]
+fn output_pixels(
+    s: V3,
+    m: &[__m256i; 16 * 2 * R],
+    j: usize,
+    qb: &QBlock,
+    half: bool,
+    zpv: __m256i,
+) -> [[u8; 16]; 4] {
+    let z = s.avx._mm256_setzero_si256();
+    let mut r = [[z; 4]; 2];
+    for (h, rh) in r.iter_mut().enumerate().take(if half { 1 } else { 2 }) {
+        let mut mv = [z; 16];
+        for (d, mx) in mv.iter_mut().zip(m.chunks_exact(2 * R)) {
+            *d = mx.get(2 * j + h).copied().unwrap_or(z);
+        }
+        let y = output_transform(s, &mv);
+        for (rv, yv) in rh.iter_mut().zip(y) {
+            *rv = requant8(s, s.avx2._mm256_srai_epi32::<2>(yv), qb, h, zpv);
+        }
+    }
+    let mut b = [[0u8; 16]; 4];
+    for (yi, by) in b.iter_mut().enumerate() {
+        *by = to_bytes(s, r[0][yi], r[1][yi]);
+    }
+    b
+}
+
+/// Transform and pack the weights of output channels `oc0 .. oc0 + 16` (zero past `cout`, and
+/// past `cin`) into `blk`: row `ξ·KP + p`, lanes `2l, 2l + 1` = `U'_ξ` of channel `oc0 + l`
+/// and input channels `2p, 2p + 1`. `tmp` is scratch (`[cout][ξ]` of eight channels).
+#[inline(always)]
+fn pack_block<const KP: usize>(
+    s: V3,
+    blk: &mut [[i16; 2 * OB]],
+    weights: &[u8],
+    cin: usize,
+    cout: usize,
+    oc0: usize,
+    tmp: &mut [__m256i; 16 * 2 * R],
+) -> Result<(), NnError> {
+    let z = s.avx._mm256_setzero_si256();
+    for ch in 0..KP / 8 {
+        for h in 0..2 {
+            for (l, u) in tmp.chunks_exact_mut(16).enumerate().take(8) {
+                let oc = oc0 + 8 * h + l;
+                if oc >= cout {
+                    u.fill(z);
+                    continue;
+                }
+                let w = weights.get(oc * 9 * cin..(oc + 1) * 9 * cin).ok_or(NnError::Malformed)?;
+                let mut gv = [z; 9];
+                for (t, gt) in gv.iter_mut().enumerate() {
+                    *gt = load16(s, w.get(t * cin..(t + 1) * cin).ok_or(NnError::Malformed)?, ch * 16);
+                }
+                u.copy_from_slice(&weight_transform(s, &gv));
+            }
+            for xi in 0..16 {
+                let col = |l: usize| tmp.get(16 * l + xi).copied().unwrap_or(z);
+                let rows = transpose8(s, [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)]);
+                let at = xi * KP + ch * 8;
+                let dst = blk.get_mut(at..at + 8).ok_or(NnError::Malformed)?;
+                for (d, v) in dst.iter_mut().zip(rows) {
+                    let lanes: [i16; OB] = pulp::cast(v);
+                    if let Some(d) = d.get_mut(OB * h..OB * h + OB) {
+                        d.copy_from_slice(&lanes);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copy the input window of tiles `tx0 .. tx0 + R` of tile row `ty` (rows `2ty − 1 ..= 2ty + 2`,
+/// columns `2tx0 − 1 ..= 2tx0 + 2R`) into `win[row][column]`, `2·KP` bytes a pixel: the
+/// padding values outside the image; bytes past `cin` are those that follow the pixel in
+/// `input` (their weights are zero), or zero at the end of `input`.
+#[inline(always)]
+fn load_window<const KP: usize>(
+    input: &[u8],
+    iv: &crate::nn::ops::View,
+    padv: &[u8; MAX_PAD],
+    ty: usize,
+    tx0: usize,
+    win: &mut Window,
+) {
+    for (r, wr) in win.iter_mut().enumerate() {
+        let iy = (2 * ty + r).wrapping_sub(1);
+        for (j, wp) in wr.iter_mut().enumerate() {
+            let ix = (2 * tx0 + j).wrapping_sub(1);
+            let inside = iy < iv.h && ix < iv.w;
+            let at = if inside { iv.off + (iy * iv.w + ix) * iv.pixel_stride } else { 0 };
+            let src: &[u8] = if !inside {
+                padv
+            } else if let Some(px) = input.get(at..at + 2 * KP) {
+                px
+            } else {
+                // One of the last pixels of `input`: its `cin` bytes (the caller checked the
+                // view), then zeros.
+                let px = input.get(at..at + iv.c.min(2 * KP)).unwrap_or(&[]);
+                wp.fill(0);
+                if let Some(d) = wp.get_mut(..px.len()) {
+                    d.copy_from_slice(px);
+                }
+                continue;
+            };
+            for c in 0..KP / 8 {
+                let v = src.get(16 * c..16 * c + 16).and_then(|v| <&[u8; 16]>::try_from(v).ok());
+                let d = wp.get_mut(16 * c..16 * c + 16).and_then(|d| <&mut [u8; 16]>::try_from(d).ok());
+                if let (Some(d), Some(v)) = (d, v) {
+                    *d = *v;
+                }
+            }
+        }
+    }
+}
+
+/// A group's input window: `[row][column][byte]`, 4 rows × `2R + 2` pixels.
+type Window = [[[u8; 2 * MAX_KP]; 2 * R + 2]; 4];
+const _: () = assert!(core::mem::size_of::<Window>() <= core::mem::size_of::<[__m256i; 16 * 2 * R]>());
+
+/// The window in the bytes of the products' buffer (not in use while a group is transformed).
+#[inline(always)]
+fn window_in(m: &mut [__m256i; 16 * 2 * R]) -> Result<&mut Window, NnError> {
+    let bytes: &mut [u8] = pulp::bytemuck::cast_slice_mut(m.as_mut_slice());
+    let w = bytes.get_mut(..core::mem::size_of::<Window>()).ok_or(NnError::Malformed)?;
+    pulp::bytemuck::try_from_bytes_mut(w).map_err(|_| NnError::Malformed)
+}
+
+/// `V = Bᵀ·d·B` of the `R` tiles of a window into `vbuf[ξ][tile]`,
+/// `Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]`, exact in `i16` (|each| ≤ 4·128):
+/// for each vector of 16 channels and each row of `Bᵀ`, the column transforms `Bᵀ·d` of the
+/// window's columns (each shared by the two tiles that read it), then the row transforms.
+#[inline(always)]
+fn transform_group<const KP: usize>(s: V3, win: &Window, vbuf: &mut [[[i32; KP]; R]; 16]) {
+    let a = s.avx2;
+    let (add, sub) = (|x, y| a._mm256_add_epi16(x, y), |x, y| a._mm256_sub_epi16(x, y));
+    for ch in 0..KP / 8 {
+        let ld = |r: usize, j: usize| -> __m256i {
+            let b = win[r][j].get(16 * ch..16 * ch + 16).and_then(|b| <&[u8; 16]>::try_from(b).ok());
+            a._mm256_cvtepi8_epi16(pulp::cast(*b.unwrap_or(&[0; 16])))
+        };
+        for r in 0..4 {
+            let mut c = [s.avx._mm256_setzero_si256(); 2 * R + 2];
+            for (j, cj) in c.iter_mut().enumerate() {
+                *cj = match r {
+                    0 => sub(ld(0, j), ld(2, j)),
+                    1 => add(ld(1, j), ld(2, j)),
+                    2 => sub(ld(2, j), ld(1, j)),
+                    _ => sub(ld(1, j), ld(3, j)),
+                };
+            }
+            for t in 0..R {
+                let (e0, e1, e2, e3) = (c[2 * t], c[2 * t + 1], c[2 * t + 2], c[2 * t + 3]);
+                let v = [sub(e0, e2), add(e1, e2), sub(e2, e1), sub(e1, e3)];
+                for (k, vv) in v.iter().enumerate() {
+                    if let Some(dst) = vbuf[4 * r + k][t].get_mut(ch * 8..ch * 8 + 8) {
+                        dst.copy_from_slice(&pulp::cast::<__m256i, [i32; 8]>(*vv));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::blob::MAX_SHIFT;
+    use crate::nn::ops::{conv_generic, ConvGeom, Pad, View};
+    use crate::nn::testutil::Rng;
+    use proptest::prelude::*;
+    use std::format;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn geom() -> ConvGeom {
+        ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 }
+    }
+
+    /// Random requantisation records: any bias and multipliers; shifts up to [`MAX_SHIFT`], or
+    /// (`short`) all at least 33, the requantisation's short form.
+    fn params(r: &mut Rng, cout: usize, short: bool) -> Vec<u8> {
+        let mut p = Vec::new();
+        for _ in 0..cout {
+            let sh = |r: &mut Rng| {
+                if short {
+                    33 + (r.next() % (MAX_SHIFT as u32 - 32)) as u8
+                } else {
+                    (r.next() % (MAX_SHIFT as u32 + 1)) as u8
+                }
+            };
+            let m_neg = if r.next() & 3 == 0 { 0 } else { r.int() };
+            let q = ChanQ { bias: r.int(), m_pos: r.int(), m_neg, sh_pos: sh(r), sh_neg: sh(r) };
+            p.extend_from_slice(&q.write());
+        }
+        p
+    }
+
+    /// Run the kernel and [`conv_generic`] on the same data and compare every byte of the
+    /// output buffers, including those outside the output view.
+    #[allow(clippy::too_many_arguments)]
+    fn compare(
+        input: &[u8],
+        iv: &View,
+        ov: &View,
+        out_len: usize,
+        wts: &[u8],
+        params: &[u8],
+        pad: Pad<'_>,
+        zp: i8,
+        what: &str,
+    ) {
+        let Some(s) = super::super::v3() else { return };
+        assert!(crate::nn::winograd::applies(iv, ov, &geom()), "{what}");
+        let mut got = vec![0x55u8; out_len];
+        let mut want = vec![0x55u8; out_len];
+        let g = geom();
+        let a = ConvArgs { input, iv, output: &mut got, ov, g: &g, weights: wts, params, pad, zp_out: zp };
+        conv3x3_winograd(s, a).unwrap();
+        conv_generic(input, iv, &mut want, ov, &g, wts, params, pad, zp).unwrap();
+        assert_eq!(got, want, "{what}");
+    }
+
+    /// One random case: tensors inside wider buffers (`gap` extra bytes between pixels, and up
+    /// to 3 before the first), random data with int8 extremes, either kind of padding.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        h: usize,
+        w: usize,
+        cin: usize,
+        cout: usize,
+        gap: [usize; 2],
+        per_chan: bool,
+        short: bool,
+        seed: u32,
+    ) {
+        let mut r = Rng(seed);
+        let (ips, ioff) = (cin + gap[0], gap[0].min(3));
+        let (ops_, ooff) = (cout + gap[1], gap[1].min(3));
+        let iv = View { h, w, c: cin, pixel_stride: ips, off: ioff };
+        let ov = View { h, w, c: cout, pixel_stride: ops_, off: ooff };
+        // Exactly the view's extent: no slack after the last pixel.
+        let input: Vec<u8> = (0..(h * w - 1) * ips + ioff + cin).map(|_| r.byte()).collect();
+        let wts: Vec<u8> = (0..cout * 9 * cin).map(|_| r.byte()).collect();
+        let params = params(&mut r, cout, short);
+        let padv: Vec<u8> = (0..cin).map(|_| r.byte()).collect();
+        let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };
+        let zp = r.byte() as i8;
+        let what = format!("{h}x{w} {cin}->{cout} gap {gap:?} per_chan {per_chan} short {short} seed {seed}");
+        compare(&input, &iv, &ov, h * w * ops_ + ooff + 1, &wts, &params, pad, zp, &what);
+    }
+
+    #[test]
+    fn matches_generic_on_model_shapes() {
+        // The model's shapes at reduced heights (full widths, both parities of the height),
+        // some writing channel slices of a 64-channel concat tensor.
+        let mut seed = 1;
+        for &(h, w, cin, cout, ops_) in &[
+            (5, 40, 64, 64, 64),
+            (4, 40, 64, 32, 64),
+            (3, 40, 64, 16, 16),
+            (6, 40, 16, 16, 64),
+            (5, 40, 16, 16, 16),
+            (4, 20, 64, 64, 64),
+            (3, 20, 64, 32, 64),
+            (7, 20, 64, 16, 16),
+            (16, 20, 16, 16, 64),
+            (8, 10, 64, 32, 64),
+            (8, 10, 64, 16, 16),
+            (8, 10, 16, 16, 64),
+        ] {
+            for (per_chan, short) in [(false, true), (true, true), (true, false)] {
+                check(h, w, cin, cout, [0, ops_ - cout], per_chan, short, seed);
+                seed += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn matches_generic_on_odd_sizes_channel_counts_and_views() {
+        let mut seed = 100;
+        for (h, w) in [(1, 1), (1, 5), (5, 1), (3, 2), (2, 3), (7, 9), (9, 7), (2, 10), (4, 11)] {
+            for cin in [1, 15, 16, 17, 33, 48, 64] {
+                for cout in [1, 8, 9, 16, 20, 32, 64] {
+                    let gap = match seed % 3 {
+                        0 => [0, 0],
+                        1 => [5, 64 - cout % 64],
+                        _ => [1, 3],
+                    };
+                    check(h, w, cin, cout, gap, seed % 2 == 1, seed % 4 < 2, seed);
+                    seed += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_accumulators_are_exact() {
+        // Every input and padding value `x`, every weight `wv`: each output's accumulator is
+        // 9 · cin · x · wv, up to 9 · 64 · 128 · 128 in magnitude, the largest the kernel can
+        // see. Biases −acc + k with unit multipliers give outputs zp + k: any error shows.
+        let Some(s) = super::super::v3() else { return };
+        let (h, w, cin, cout) = (3, 5, MAX_CIN, 7);
+        let iv = View { h, w, c: cin, pixel_stride: cin, off: 0 };
+        let ov = View { h, w, c: cout, pixel_stride: cout, off: 0 };
+        for (x, wv) in [(-128i8, -128i8), (-128, 127), (127, -128), (127, 127), (-128, 1), (0, -128)] {
+            let acc = 9 * cin as i32 * x as i32 * wv as i32;
+            let mut params = Vec::new();
+            for k in -3..=3 {
+                let q = ChanQ { bias: k - acc, m_pos: 1, m_neg: 1, sh_pos: 0, sh_neg: 0 };
+                params.extend_from_slice(&q.write());
+            }
+            let input = vec![x as u8; h * w * cin];
+            let wts = vec![wv as u8; cout * 9 * cin];
+            compare(&input, &iv, &ov, h * w * cout, &wts, &params, Pad::Zp(x), 5, "extremes");
+            let mut out = vec![0u8; h * w * cout];
+            let g = geom();
+            let a = ConvArgs {
+                input: &input,
+                iv: &iv,
+                output: &mut out,
+                ov: &ov,
+                g: &g,
+                weights: &wts,
+                params: &params,
+                pad: Pad::Zp(x),
+                zp_out: 5,
+            };
+            conv3x3_winograd(s, a).unwrap();
+            for px in out.chunks_exact(cout) {
+                assert_eq!(px.iter().map(|&b| b as i8).collect::<Vec<_>>(), [2, 3, 4, 5, 6, 7, 8]);
+            }
+        }
+    }
+
+    #[test]
+    fn inconsistent_arguments_are_errors() {
+        let Some(s) = super::super::v3() else { return };
+        let iv = View { h: 4, w: 3, c: 2, pixel_stride: 2, off: 0 };
+        let ov = View { h: 4, w: 3, c: 3, pixel_stride: 3, off: 0 };
+        let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 40, sh_neg: 40 }.write();
+        let params: Vec<u8> = q.iter().cycle().take(3 * CHAN_REC).copied().collect();
+        let wts = [1u8; 54];
+        let g = geom();
+        let run =
+            |input: &[u8], iv: &View, output: &mut [u8], ov: &View, g: &ConvGeom, w: &[u8], p: &[u8], pad| {
+                conv3x3_winograd(
+                    s,
+                    ConvArgs { input, iv, output, ov, g, weights: w, params: p, pad, zp_out: 0 },
+                )
+            };
+        let mut out = [0u8; 36];
+        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), Ok(()));
+        let e = Err(NnError::Malformed);
+        assert_eq!(run(&[0; 23], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "short input");
+        assert_eq!(run(&[0; 24], &iv, &mut out[..35], &ov, &g, &wts, &params, Pad::Zp(0)), e, "short output");
+        assert_eq!(
+            run(&[0; 24], &iv, &mut out, &ov, &g, &wts[..53], &params, Pad::Zp(0)),
+            e,
+            "short weights"
+        );
+        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params[..47], Pad::Zp(0)), e, "short params");
+        assert_eq!(
+            run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::PerChannel(&[0])),
+            e,
+            "short pad"
+        );
+        let g2 = ConvGeom { stride: 2, ..g };
+        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g2, &wts, &params, Pad::Zp(0)), e, "stride 2");
+        let narrow = View { pixel_stride: 1, ..iv };
+        assert_eq!(
+            run(&[0; 24], &narrow, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)),
+            e,
+            "pixel stride < c"
+        );
+        let far = View { off: usize::MAX - 4, ..iv };
+        assert_eq!(run(&[0; 24], &far, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "offset overflow");
+        let huge = View { h: usize::MAX / 2, ..ov };
+        assert_eq!(run(&[0; 24], &iv, &mut out, &huge, &g, &wts, &params, Pad::Zp(0)), e, "size overflow");
+        let wide = View { c: MAX_CIN + 1, pixel_stride: MAX_CIN + 1, ..iv };
+        let big = vec![0u8; 12 * (MAX_CIN + 1)];
+        let wb = vec![0u8; 3 * 9 * (MAX_CIN + 1)];
+        assert_eq!(run(&big, &wide, &mut out, &ov, &g, &wb, &params, Pad::Zp(0)), e, "cin > MAX_CIN");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn matches_generic(
+            h in 1usize..10,
+            w in 1usize..12,
+            cin in prop_oneof![1usize..=MAX_CIN, Just(16usize), Just(MAX_CIN)],
+            cout in prop_oneof![1usize..70, Just(16usize), Just(64usize)],
+            gap in (0usize..6, 0usize..50),
+            per_chan: bool,
+            short: bool,
+            seed: u32,
+        ) {
+            check(h, w, cin, cout, [gap.0, gap.1], per_chan, short, seed);
+        }
+    }
 }
