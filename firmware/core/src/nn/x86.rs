@@ -281,14 +281,16 @@ fn widen16(s: V3, b: &[u8; 16]) -> [i32; 8] {
 /// in pairs is `src.len().div_ceil(2)`; an odd last byte is paired with 0).
 #[inline(always)]
 fn widen_pairs(s: V3, dst: &mut [i32], src: &[u8]) {
-    let full = src.len() / 16;
-    let (dh, dt) = dst.split_at_mut((full * 8).min(dst.len()));
-    let (sh, st) = src.split_at(full * 16);
-    for (d8, c16) in dh.chunks_exact_mut(8).zip(sh.chunks_exact(16)) {
-        if let Ok(b) = <&[u8; 16]>::try_from(c16) {
+    // Indexed rather than zipped chunk iterators: those may be left out of line, outside the
+    // AVX2 context, with a division per call.
+    let full = (src.len() / 16).min(dst.len() / 8);
+    for c in 0..full {
+        let b = src.get(16 * c..16 * c + 16).and_then(|v| <&[u8; 16]>::try_from(v).ok());
+        if let (Some(d8), Some(b)) = (dst.get_mut(8 * c..8 * c + 8), b) {
             d8.copy_from_slice(&widen16(s, b));
         }
     }
+    let (dt, st) = (dst.get_mut(8 * full..).unwrap_or_default(), src.get(16 * full..).unwrap_or_default());
     // The last 0–15 bytes, zero-padded to 16.
     let mut b = [0u8; 16];
     if let Some(d) = b.get_mut(..st.len()) {
