@@ -48,7 +48,7 @@ const ROW: usize = 3 * SEG;
 /// Taps of a 3×3 kernel.
 const TAPS: usize = 9;
 /// Smallest shift [`FastQ`] handles (for a non-zero multiplier).
-const FAST_MIN_SHIFT: u8 = 33;
+pub(super) const FAST_MIN_SHIFT: u8 = 33;
 
 /// True when [`conv_dw3x3`] computes this convolution: depthwise (`groups = cin = cout`),
 /// 3×3 kernel, stride 1 or 2, padding 1; any channel count, pixel strides and offsets.
@@ -539,18 +539,6 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    /// Shifts of one random case: `fast` draws them where [`FastQ`] applies (and multipliers
-    /// of any size), otherwise anywhere in `0..=MAX_SHIFT`.
-    fn chan_q(r: &mut Rng, fast: bool) -> ChanQ {
-        let sh = |r: &mut Rng| {
-            let lo = if fast { FAST_MIN_SHIFT as u32 } else { 0 };
-            (lo + r.next() % (MAX_SHIFT as u32 + 1 - lo)) as u8
-        };
-        let (sh_pos, sh_neg) = (sh(r), sh(r));
-        let m_neg = if r.next().is_multiple_of(4) { 0 } else { r.int() };
-        ChanQ { bias: r.int(), m_pos: r.int(), m_neg, sh_pos, sh_neg }
-    }
-
     /// One random case: tensors inside wider buffers (extra bytes between pixels and before the
     /// first), run through [`conv_dw3x3`] and [`conv_generic`]; every byte of the output
     /// buffers must match, including those outside the output view.
@@ -578,7 +566,7 @@ mod tests {
         for _ in 0..c {
             // Mostly the requested kind; a few channels of the other kind now and then.
             let f = if r.next().is_multiple_of(64) { !fast } else { fast };
-            params.extend_from_slice(&chan_q(&mut r, f).write());
+            params.extend_from_slice(&r.chan_q(f).write());
         }
         let padv: Vec<u8> = (0..c).map(|_| r.byte()).collect();
         let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };

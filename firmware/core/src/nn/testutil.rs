@@ -1,6 +1,10 @@
 //! Test support shared by the kernel tests: a small deterministic generator of int8 data and
 //! requantisation constants with extremes mixed in.
 
+use super::blob::MAX_SHIFT;
+use super::depthwise::FAST_MIN_SHIFT;
+use super::ops::ChanQ;
+
 /// Linear congruential generator with a tempered output.
 pub(super) struct Rng(pub(super) u32);
 
@@ -28,5 +32,16 @@ impl Rng {
             2 => 0,
             _ => (self.next() as i32) >> (v % 31),
         }
+    }
+    /// A requantisation record: `fast` draws both shifts in `33..=MAX_SHIFT` (where the short
+    /// requantisation forms apply), otherwise anywhere in `0..=MAX_SHIFT`; zero multipliers now
+    /// and then (one in six positive-side, one in four negative-side).
+    pub(super) fn chan_q(&mut self, fast: bool) -> ChanQ {
+        let lo = if fast { FAST_MIN_SHIFT as u32 } else { 0 };
+        let mut sh = || (lo + self.next() % (MAX_SHIFT as u32 + 1 - lo)) as u8;
+        let (sh_pos, sh_neg) = (sh(), sh());
+        let m_pos = if self.next().is_multiple_of(6) { 0 } else { self.int() };
+        let m_neg = if self.next().is_multiple_of(4) { 0 } else { self.int() };
+        ChanQ { bias: self.int(), m_pos, m_neg, sh_pos, sh_neg }
     }
 }

@@ -167,7 +167,7 @@ impl QBlock {
 }
 
 /// Shifts from which the short requantisation applies.
-const FAST_SHIFT: u8 = 33;
+const FAST_SHIFT: u8 = super::depthwise::FAST_MIN_SHIFT;
 
 /// [`finish`](super::ops::finish) of eight accumulators when every channel of the block has both shifts at least
 /// [`FAST_SHIFT`] (or a zero multiplier). With `a = bias + acc`, `p = a·m` and

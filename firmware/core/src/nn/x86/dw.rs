@@ -710,19 +710,6 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    /// Requantisation records: `fast` draws both shifts in `33..=MAX_SHIFT` (the short form),
-    /// otherwise anywhere in `0..=MAX_SHIFT` (mostly the general form); zero multipliers now
-    /// and then.
-    fn chan_q(r: &mut Rng, fast: bool) -> ChanQ {
-        let sh = |r: &mut Rng| {
-            let lo = if fast { FAST_SHIFT as u32 } else { 0 };
-            (lo + r.next() % (MAX_SHIFT as u32 + 1 - lo)) as u8
-        };
-        let (sh_pos, sh_neg) = (sh(r), sh(r));
-        let m = |r: &mut Rng| if r.next().is_multiple_of(6) { 0 } else { r.int() };
-        ChanQ { bias: r.int(), m_pos: m(r), m_neg: m(r), sh_pos, sh_neg }
-    }
-
     /// How the data of one case is drawn.
     #[derive(Clone, Copy, Debug)]
     struct Case {
@@ -758,7 +745,7 @@ mod tests {
         for _ in 0..c {
             // Mostly the requested kind; a channel of the other kind now and then.
             let f = if r.next().is_multiple_of(50) { !fast } else { fast };
-            params.extend_from_slice(&chan_q(&mut r, f).write());
+            params.extend_from_slice(&r.chan_q(f).write());
         }
         let padv: Vec<u8> = (0..c).map(|_| r.byte()).collect();
         let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };
