@@ -134,22 +134,20 @@ struct Lanes {
     fast: bool,
 }
 
-/// Depthwise 3×3 convolution, stride 1 or 2, padding 1 (see [`applies`] and the module
-/// docs): same arguments and result as [`super::ops::conv2d`], bit-identical to
-/// `super::ops::conv_generic`. Returns `NnError::Malformed` (never panics) on any
-/// inconsistent argument.
+/// The argument checks of a 3×3 depthwise kernel (this one and the AVX2 one): where
+/// [`applies`], both views inside their buffers, the output size that stride and padding give,
+/// and weights, records and per-channel padding for every channel; else [`NnError::Malformed`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn conv_dw3x3(
+pub(super) fn check_args(
     input: &[u8],
     iv: &View,
-    output: &mut [u8],
+    output: &[u8],
     ov: &View,
     g: &ConvGeom,
     weights: &[u8],
     params: &[u8],
     pad: Pad<'_>,
-    zp_out: i8,
 ) -> Result<(), NnError> {
     let bad = Err(NnError::Malformed);
     if !applies(iv, ov, g) || !iv.fits(input.len()) || !ov.fits(output.len()) {
@@ -167,6 +165,28 @@ pub fn conv_dw3x3(
             return bad;
         }
     }
+    Ok(())
+}
+
+/// Depthwise 3×3 convolution, stride 1 or 2, padding 1 (see [`applies`] and the module
+/// docs): same arguments and result as [`super::ops::conv2d`], bit-identical to
+/// `super::ops::conv_generic`. Returns `NnError::Malformed` (never panics) on any
+/// inconsistent argument.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv_dw3x3(
+    input: &[u8],
+    iv: &View,
+    output: &mut [u8],
+    ov: &View,
+    g: &ConvGeom,
+    weights: &[u8],
+    params: &[u8],
+    pad: Pad<'_>,
+    zp_out: i8,
+) -> Result<(), NnError> {
+    check_args(input, iv, output, ov, g, weights, params, pad)?;
+    let (c, s) = (iv.c, g.stride);
     let nblk = c.div_ceil(SEG);
     let cbmax = c.div_ceil(nblk);
     let mut lanes = Lanes {

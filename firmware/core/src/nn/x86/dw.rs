@@ -32,7 +32,8 @@
 //! 16-bit step saturates, `|t| > 2^15 − 2^8` and the int8 result saturates to the same side.
 //! Other groups use the general vector requantisation ([`super::requant8`]), also exact.
 //!
-//! Nothing is left to the portable kernel: every convolution [`applies`] accepts runs here.
+//! Nothing is left to the portable kernel: every convolution [`crate::nn::depthwise::applies`]
+//! accepts runs here.
 //!
 //! Stack: the ring of two pair rows (2 × [`QCOLS`] × 32 bytes = 24 KiB), the accumulators
 //! (4 KiB), one group's constants (2.5 KiB); the frame measured 33.5 KiB.
@@ -42,8 +43,8 @@ use core::arch::x86_64::{__m128i, __m256, __m256i};
 use pulp::x86::V3;
 
 use super::{requant8, with_avx2, ConvArgs, Kernel, QBlock, FAST_SHIFT};
-use crate::nn::blob::{CHAN_REC, MAX_SHIFT};
-use crate::nn::depthwise::applies;
+use crate::nn::blob::MAX_SHIFT;
+use crate::nn::depthwise::check_args;
 use crate::nn::ops::{read_q, ChanQ, Pad, View};
 use crate::nn::NnError;
 
@@ -227,22 +228,8 @@ struct Job<'a, 'b> {
 #[inline(always)]
 fn dw_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     let ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out } = a;
-    let bad = Err(NnError::Malformed);
-    if !applies(iv, ov, g) || !iv.fits(input.len()) || !ov.fits(output.len()) {
-        return bad;
-    }
+    check_args(input, iv, output, ov, g, weights, params, pad)?;
     let (c, stride) = (iv.c, g.stride);
-    if ov.h != (iv.h - 1) / stride + 1 || ov.w != (iv.w - 1) / stride + 1 {
-        return bad;
-    }
-    if weights.len() < c * TAPS || params.len() < c * CHAN_REC {
-        return bad;
-    }
-    if let Pad::PerChannel(p) = pad {
-        if p.len() < c {
-            return bad;
-        }
-    }
     let k = Kc::new(s, zp_out);
     let z = s.avx._mm256_setzero_si256();
     let mut bufs = Bufs { q: [[z; QCOLS]; 2], acc: [[z; 2 * CW]; 2] };
@@ -704,6 +691,8 @@ fn segment<const FAST: bool, const H: usize>(
 mod tests {
     use super::super::v3;
     use super::*;
+    use crate::nn::blob::CHAN_REC;
+    use crate::nn::depthwise::applies;
     use crate::nn::ops::{conv_generic, finish, ConvGeom};
     use crate::nn::testutil::Rng;
     use proptest::prelude::*;
