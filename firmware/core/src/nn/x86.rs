@@ -11,7 +11,8 @@
 //! - requantisation ([`requant8`]): the 64-bit product and rounding shift of
 //!   [`super::ops::finish`], done in 64-bit lanes (`vpmuldq`, `vpsrlvq` with the sign folded
 //!   in around it, since AVX2 has no 64-bit arithmetic shift), then the same clamp to `i32`,
-//!   wrapping zero-point add and saturation to int8.
+//!   wrapping zero-point add, and saturation to int8 by the signed packs that turn the lanes
+//!   into bytes.
 //!
 //! No `unsafe` here: `pulp` checks the CPU features and hands out a `V3` token whose methods
 //! are the AVX2 intrinsics; vectors are converted from and to plain arrays with `pulp::cast`.
@@ -174,7 +175,7 @@ const FAST_SHIFT: u8 = super::depthwise::FAST_MIN_SHIFT;
 /// `sh = 33 + s`, `⌊(p + 2^(sh−1)) / 2^sh⌋ = ⌊(⌊hi / 2^s⌋ + 1) / 2⌋` where `hi = ⌊p / 2^32⌋` is the
 /// high half of the product (nested floor divisions), in `[−2^30, 2^30]`; so the result lies in
 /// `[−2^29, 2^29]`, the clamp to `i32` of [`finish`](super::ops::finish) never acts and the zero-point add never
-/// wraps. A zero multiplier gives 0 either way.
+/// wraps. A zero multiplier gives 0 either way. Not saturated to int8: see [`requant8`].
 #[inline(always)]
 fn requant8_short(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m256i {
     let (avx, avx2) = (s.avx, s.avx2);
@@ -185,11 +186,10 @@ fn requant8_short(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m
     let po = avx2._mm256_mul_epi32(avx2._mm256_srli_epi64::<32>(a), avx2._mm256_srli_epi64::<32>(m));
     // High halves: the even lanes' moved down, the odd lanes' already in place.
     let hi = avx2._mm256_blend_epi32::<0b1010_1010>(avx2._mm256_srli_epi64::<32>(pe), po);
-    let r = avx2._mm256_srai_epi32::<1>(
-        avx2._mm256_add_epi32(avx2._mm256_srav_epi32(hi, sh), avx._mm256_set1_epi32(1)),
-    );
-    let r = avx2._mm256_add_epi32(r, zp);
-    avx2._mm256_max_epi32(avx2._mm256_min_epi32(r, avx._mm256_set1_epi32(127)), avx._mm256_set1_epi32(-128))
+    // zp + ⌊(t + 1) / 2⌋ = ⌊(t + 1 + 2·zp) / 2⌋ (t is within ±2^30: no overflow); the
+    // constant is loop-invariant, so it is computed once per kernel.
+    let rnd = avx2._mm256_add_epi32(avx2._mm256_add_epi32(zp, zp), avx._mm256_set1_epi32(1));
+    avx2._mm256_srai_epi32::<1>(avx2._mm256_add_epi32(avx2._mm256_srav_epi32(hi, sh), rnd))
 }
 
 /// Per `i32` lane, `neg` where `a < 0`, else `pos` (one `vblendvps` on the sign bits).
@@ -220,7 +220,10 @@ fn round_shift_clamp(s: V3, p: __m256i, sh: __m256i) -> __m256i {
     avx2._mm256_blendv_epi8(r, lo, avx2._mm256_cmpgt_epi64(lo, r))
 }
 
-/// [`finish`](super::ops::finish) of eight accumulators (channels `8h .. 8h+8` of `q`), as `i32` in `-128..=127`.
+/// [`finish`](super::ops::finish) of eight accumulators (channels `8h .. 8h+8` of `q`) before its
+/// saturation to int8: `zp + clamp_i32(round(a·m / 2^sh))` (wrapping), as `i32`. **Callers
+/// saturate it to int8 with signed packs** (`vpackssdw` then `vpacksswb`, as [`to_bytes`] does),
+/// which is exactly [`finish`](super::ops::finish)'s `sat8`; the clamp is not repeated here.
 #[inline(always)]
 fn requant8(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m256i {
     if q.fast {
@@ -239,11 +242,11 @@ fn requant8(s: V3, acc: __m256i, q: &QBlock, h: usize, zp: __m256i) -> __m256i {
     let ro = round_shift_clamp(s, po, avx2._mm256_srli_epi64::<32>(sh));
     // Both clamped into i32: their low halves are the values; interleave them back.
     let r = avx2._mm256_blend_epi32::<0b1010_1010>(re, avx2._mm256_slli_epi64::<32>(ro));
-    let r = avx2._mm256_add_epi32(r, zp);
-    avx2._mm256_max_epi32(avx2._mm256_min_epi32(r, avx._mm256_set1_epi32(127)), avx._mm256_set1_epi32(-128))
+    avx2._mm256_add_epi32(r, zp)
 }
 
-/// Sixteen `i32` lanes already in `-128..=127` (channels 0–7 in `lo`, 8–15 in `hi`) as bytes.
+/// Sixteen `i32` lanes (channels 0–7 in `lo`, 8–15 in `hi`) as bytes, each saturated to int8
+/// (two signed packs: to `i16`, then to `i8`).
 #[inline(always)]
 fn to_bytes(s: V3, lo: __m256i, hi: __m256i) -> [u8; 16] {
     let (avx, avx2) = (s.avx, s.avx2);
@@ -251,6 +254,27 @@ fn to_bytes(s: V3, lo: __m256i, hi: __m256i) -> [u8; 16] {
     let w = avx2._mm256_permute4x64_epi64::<0b11_01_10_00>(avx2._mm256_packs_epi32(lo, hi));
     let b = s.sse2._mm_packs_epi16(avx._mm256_castsi256_si128(w), avx2._mm256_extracti128_si256::<1>(w));
     pulp::cast(b)
+}
+
+/// [`requant8`] of the two vectors of a 16-channel block; only the first when `half` (then
+/// repeated).
+#[inline(always)]
+fn requant16(s: V3, a: &[__m256i; 2], q: &QBlock, half: bool, zp: __m256i) -> [__m256i; 2] {
+    let lo = requant8(s, a[0], q, 0, zp);
+    [lo, if half { lo } else { requant8(s, a[1], q, 1, zp) }]
+}
+
+/// Four vectors of `i32` as 32 bytes in order (those of `v[0]`, then `v[1]`, …), each saturated
+/// to int8: the packs work within 128-bit halves, the permute puts the 4-byte quarters back in
+/// order.
+#[inline(always)]
+fn pack4(s: V3, v: &[__m256i; 4]) -> __m256i {
+    let avx2 = s.avx2;
+    let (a, b) = (avx2._mm256_packs_epi32(v[0], v[1]), avx2._mm256_packs_epi32(v[2], v[3]));
+    avx2._mm256_permutevar8x32_epi32(
+        avx2._mm256_packs_epi16(a, b),
+        s.avx._mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+    )
 }
 
 /// Write the first `n` bytes of `b` at `output[at..]`: whole 16- and 8-byte stores when `n` is
@@ -441,7 +465,9 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
                 let src = input.get(xb..xb + DP * cin).ok_or(NnError::Malformed)?;
                 widen_pairs(s, xbuf.get_mut(..DP * kp).ok_or(NnError::Malformed)?, src);
             }
-            for (j, xr) in xbuf.chunks_exact_mut(xs).take(if run { 0 } else { DP }).enumerate() {
+            // (Indexed rather than `chunks_exact`, which divides by `xs` each time.)
+            for j in 0..if run { 0 } else { DP } {
+                let xr = xbuf.get_mut(j * xs..(j + 1) * xs).ok_or(NnError::Malformed)?;
                 let p = p0 + j.min(np - 1);
                 let (oy, ox) = (p / ov.w, p % ov.w);
                 let iy0 = (oy * g.stride) as isize - g.pad as isize;
@@ -493,10 +519,9 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
                     d8.copy_from_slice(&widen16(s, b.ok_or(NnError::Malformed)?));
                 }
             }
-            let mut xr = xbuf.chunks_exact(xs);
             let mut rows: [&[i32]; DP] = [&[]; DP];
-            for r in rows.iter_mut() {
-                *r = xr.next().ok_or(NnError::Malformed)?;
+            for (j, r) in rows.iter_mut().enumerate() {
+                *r = xbuf.get(j * xs..(j + 1) * xs).ok_or(NnError::Malformed)?;
             }
             for (bi, (wblk, qb)) in wb.chunks_exact(kp).zip(&qbs).enumerate() {
                 let oc0 = (b0 + bi) * OB;
@@ -504,11 +529,9 @@ fn dense_impl(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
                 let half = n <= OB / 2;
                 let acc = if half { tile::<1, DP>(s, rows, wblk)? } else { tile::<2, DP>(s, rows, wblk)? };
                 for (j, a) in acc.iter().enumerate().take(np) {
-                    let lo = requant8(s, a[0], qb, 0, zpv);
-                    let hi = if half { lo } else { requant8(s, a[1], qb, 1, zpv) };
-                    let b = to_bytes(s, lo, hi);
+                    let [lo, hi] = requant16(s, a, qb, half, zpv);
                     let ob = ov.off + (p0 + j) * ov.pixel_stride + oc0;
-                    put(output, ob, &b, n)?;
+                    put(output, ob, &to_bytes(s, lo, hi), n)?;
                 }
             }
             p0 += np;

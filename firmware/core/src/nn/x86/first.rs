@@ -28,7 +28,7 @@ use core::arch::x86_64::__m256i;
 
 use pulp::x86::V3;
 
-use super::{requant8, widen_pairs, with_avx2, ConvArgs, Kernel, QBlock, OB};
+use super::{pack4, requant8, widen_pairs, with_avx2, ConvArgs, Kernel, QBlock, OB};
 use crate::nn::blob::CHAN_REC;
 use crate::nn::ops::{pad_values, read_q, ChanQ, ConvGeom, View};
 use crate::nn::NnError;
@@ -282,18 +282,6 @@ fn requant_pack<const NB: usize, const PP: usize>(
         }
     }
     pulp::cast(pack4(s, &v))
-}
-
-/// Four vectors of `i32` as 32 saturated bytes in order: the packs work within 128-bit halves,
-/// the permute puts the 4-byte quarters back in order.
-#[inline(always)]
-fn pack4(s: V3, v: &[__m256i; 4]) -> __m256i {
-    let avx2 = s.avx2;
-    let (a, b) = (avx2._mm256_packs_epi32(v[0], v[1]), avx2._mm256_packs_epi32(v[2], v[3]));
-    avx2._mm256_permutevar8x32_epi32(
-        avx2._mm256_packs_epi16(a, b),
-        s.avx._mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
-    )
 }
 
 /// Widen input row `iy` (a padding row when outside the image), columns `ix0 .. ix0 + nin`
