@@ -9,13 +9,19 @@
 //!   `seeta_fd_frontal_v1.0.bin`, the crate example's settings: min face 20, score 2.0, pyramid
 //!   0.8, step 4) on the grey frame.
 //!
+//! After criterion's estimates, each size also gets the ratio from [`PAIRS`] paired calls: the
+//! int8 detector and ONNX Runtime alternate on the same frame and the int8 / ORT ratio of each
+//! pair is taken, so that both meet the machine in the same state. (On a shared machine, speed
+//! changes in phases of seconds; criterion measures one detector after the other, so a phase can
+//! skew the ratio of its means either way.) The median, 10th and 90th percentiles are printed.
+//!
 //! The frame is `data/dlib/faces/2007_007763.jpg` (500×375, 7 faces) resized (nearest) to each
 //! size. Needs the ONNX Runtime library (`cargo xtask setup`) and the source ONNX
 //! (`cargo xtask models`). Run: `cargo bench -p veil-tests --bench detectors`.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use veil_core::detect::{Detection, Detector};
@@ -26,6 +32,8 @@ use veil_tests::ort_retinaface::OrtRetinaFace;
 const SIZES: [(u32, u32); 2] = [(320, 240), (640, 480)];
 /// Lowest score kept before NMS, as the built-in detector's default floor.
 const FLOOR: f32 = 0.2;
+/// Paired calls per size for the int8 / ORT ratio.
+const PAIRS: usize = 120;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repo").to_path_buf()
@@ -128,6 +136,15 @@ fn detectors(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("ort_fp32", &size), &img, |b, i| {
             b.iter(|| ort_detect(black_box(i), max).len())
         });
+        paired_ratio(&size, || {
+            let t = Instant::now();
+            dets.clear();
+            int8.detect(black_box(&frame), dets.as_mut_view()).expect("int8 detect");
+            let a = t.elapsed();
+            let t = Instant::now();
+            black_box(ort_detect(black_box(&img), max));
+            (a, t.elapsed())
+        });
         g.bench_with_input(BenchmarkId::new("rustface", &size), &img, |b, i| {
             b.iter(|| {
                 let gray: Vec<u8> = black_box(i)
@@ -140,6 +157,33 @@ fn detectors(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// Run `pair` (which times one int8 call, then one ORT call) [`PAIRS`] times (3 when run as a
+/// test) and print the medians and the int8 / ORT ratio's median, 10th and 90th percentiles.
+fn paired_ratio(size: &str, mut pair: impl FnMut() -> (Duration, Duration)) {
+    let n = if std::env::args().any(|a| a == "--bench") { PAIRS } else { 3 };
+    let (mut a, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (x, y) = pair();
+        let (x, y) = (x.as_secs_f64() * 1e3, y.as_secs_f64() * 1e3);
+        a.push(x);
+        b.push(y);
+        r.push(x / y);
+    }
+    let pct = |v: &mut Vec<f64>, q: usize| {
+        v.sort_by(f64::total_cmp);
+        v[(v.len() - 1) * q / 100]
+    };
+    eprintln!(
+        "{size}: {n} paired calls: int8 median {:.2} ms, ORT fp32 median {:.2} ms; int8 / ORT per pair: \
+         median {:.3} (10th percentile {:.3}, 90th {:.3})",
+        pct(&mut a, 50),
+        pct(&mut b, 50),
+        pct(&mut r, 50),
+        pct(&mut r, 10),
+        pct(&mut r, 90)
+    );
 }
 
 criterion_group!(benches, detectors);

@@ -256,10 +256,13 @@ pub(super) fn conv2d_on(
     if let Some(s) = super::x86::v3().filter(|_| simd) {
         let dense = groups == 1 && ksz <= super::x86::MAX_K && cin <= MAX_PAD;
         let first = super::x86::first::applies(iv, ov, g);
-        if first || winograd || dense || depthwise {
+        let pw = super::x86::pw::applies(iv, ov, g);
+        if first || winograd || dense || depthwise || pw {
             let a = super::x86::ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out };
             return if first {
                 super::x86::first::conv_first(s, a)
+            } else if pw {
+                super::x86::pw::conv_pw(s, a)
             } else if winograd {
                 super::x86::wino::conv3x3_winograd(s, a)
             } else if dense {
@@ -586,12 +589,25 @@ pub fn add(
 /// The constants of [`add`].
 #[derive(Clone, Copy)]
 pub(super) struct AddK {
-    za: i8,
-    zb: i8,
-    zo: i8,
-    m: [i32; 2],
-    shift: u8,
-    up: usize,
+    pub(super) za: i8,
+    pub(super) zb: i8,
+    pub(super) zo: i8,
+    pub(super) m: [i32; 2],
+    pub(super) shift: u8,
+    /// 1 when `b` is at half resolution, else 0.
+    pub(super) up: usize,
+}
+
+impl AddK {
+    /// One output element: `zo + round(((va − za)·m0 + (vb − zb)·m1) / 2^shift)`, saturated.
+    #[inline(always)]
+    pub(super) fn apply(&self, va: u8, vb: u8) -> u8 {
+        let round = if self.shift == 0 { 0 } else { 1i64 << (self.shift - 1) };
+        let va = (va as i8 as i64 - self.za as i64) * self.m[0] as i64;
+        let vb = (vb as i8 as i64 - self.zb as i64) * self.m[1] as i64;
+        let r = (va + vb + round) >> self.shift;
+        (self.zo as i64 + r).clamp(-128, 127) as i8 as u8
+    }
 }
 
 /// The loops of [`add`] (views already checked): one pixel's channels at a time, as slices.
@@ -606,9 +622,6 @@ pub(super) fn add_rows(
     out: &mut [u8],
     ov: &View,
 ) -> Result<(), NnError> {
-    let round = if k.shift == 0 { 0 } else { 1i64 << (k.shift - 1) };
-    let (za, zb, zo, m0, m1, sh) =
-        (k.za as i64, k.zb as i64, k.zo as i64, k.m[0] as i64, k.m[1] as i64, k.shift);
     let c = ov.c;
     for y in 0..ov.h {
         for x in 0..ov.w {
@@ -619,10 +632,7 @@ pub(super) fn add_rows(
             let rb = b.get(pb..pb + c).ok_or(NnError::Malformed)?;
             let ro = out.get_mut(po..po + c).ok_or(NnError::Malformed)?;
             for ((o, &va), &vb) in ro.iter_mut().zip(ra).zip(rb) {
-                let va = (va as i8 as i64 - za) * m0;
-                let vb = (vb as i8 as i64 - zb) * m1;
-                let r = (va + vb + round) >> sh;
-                *o = (zo + r).clamp(-128, 127) as i8 as u8;
+                *o = k.apply(va, vb);
             }
         }
     }

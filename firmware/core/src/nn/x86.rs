@@ -27,6 +27,7 @@ use super::NnError;
 
 pub(super) mod dw;
 pub(super) mod first;
+pub(super) mod pw;
 pub(super) mod wino;
 
 /// The AVX2 token, if this CPU has x86-64-v3.
@@ -70,7 +71,8 @@ fn with_avx2<K: Kernel>(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     s.vectorize(Op::<K>(s, a, core::marker::PhantomData))
 }
 
-/// [`super::ops::add`]'s loops compiled for AVX2.
+/// [`super::ops::add`]'s loops compiled for AVX2: [`add_split`] when the shift allows it (the
+/// models' adds have shifts 29 and 30), else the portable loops.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn with_avx2_add(
     s: V3,
@@ -82,15 +84,96 @@ pub(super) fn with_avx2_add(
     out: &mut [u8],
     ov: &View,
 ) -> Result<(), NnError> {
-    struct Op<'a>(&'a AddK, &'a [u8], &'a View, &'a [u8], &'a View, &'a mut [u8], &'a View);
+    struct Op<'a>(&'a AddK, &'a [u8], &'a View, &'a [u8], &'a View, &'a mut [u8], &'a View, V3);
     impl pulp::NullaryFnOnce for Op<'_> {
         type Output = Result<(), NnError>;
         #[inline(always)]
         fn call(self) -> Self::Output {
-            add_rows(self.0, self.1, self.2, self.3, self.4, self.5, self.6)
+            if SPLIT_SHIFTS.contains(&self.0.shift) {
+                add_split(self.7, self.0, self.1, self.2, self.3, self.4, self.5, self.6)
+            } else {
+                add_rows(self.0, self.1, self.2, self.3, self.4, self.5, self.6)
+            }
         }
     }
-    s.vectorize(Op(k, a, av, b, bv, out, ov))
+    s.vectorize(Op(k, a, av, b, bv, out, ov, s))
+}
+
+/// Bytes `j .. j + 8` of `r`, sign-extended to eight `i32` lanes.
+#[inline(always)]
+fn widen8(s: V3, r: &[u8], j: usize) -> Result<__m256i, NnError> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(r.get(j..j + 8).ok_or(NnError::Malformed)?);
+    Ok(s.avx2._mm256_cvtepi8_epi32(pulp::cast(b)))
+}
+
+/// Shifts for which [`add_split`] is exact.
+const SPLIT_SHIFTS: core::ops::RangeInclusive<u8> = 17..=47;
+
+/// [`AddK::apply`](super::ops::AddK) on 16 channels at a time in 32-bit lanes, exact for
+/// `17 ≤ shift ≤ 47`.
+///
+/// With `va = a − za`, `vb = b − zb` (|each| ≤ 255) and each multiplier split as
+/// `m = mh·2^16 + ml` (`mh = m >> 16`, `0 ≤ ml < 2^16`): `va·m0 + vb·m1 = H·2^16 + L` with
+/// `H = va·mh0 + vb·mh1` (|H| < 2^24) and `L = va·ml0 + vb·ml1` (|L| < 2^25), all in `i32`.
+/// The rounding term is `2^(shift−1) = R·2^16` with `R = 2^(shift−17)`, so the sum is
+/// `T·2^16 + (L mod 2^16)` with `T = H + R + ⌊L / 2^16⌋` (|T| < 2^31), and
+/// `⌊(T·2^16 + u) / 2^shift⌋ = ⌊T / 2^(shift−16)⌋` for `0 ≤ u < 2^16` (nested floor
+/// divisions). Then `zo` is added and the packs saturate to int8, as `apply` clamps. Channels
+/// past the last multiple of 8 use `apply`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn add_split(
+    s: V3,
+    k: &AddK,
+    a: &[u8],
+    av: &View,
+    b: &[u8],
+    bv: &View,
+    out: &mut [u8],
+    ov: &View,
+) -> Result<(), NnError> {
+    let (avx, avx2) = (s.avx, s.avx2);
+    let set = |v: i32| avx._mm256_set1_epi32(v);
+    let (mh0, ml0, mh1, ml1) = (set(k.m[0] >> 16), set(k.m[0] & 0xFFFF), set(k.m[1] >> 16), set(k.m[1] & 0xFFFF));
+    let (za, zb, zo) = (set(k.za as i32), set(k.zb as i32), set(k.zo as i32));
+    let rnd = set(1 << (k.shift.clamp(17, 47) - 17));
+    let count = s.sse2._mm_cvtsi32_si128(k.shift as i32 - 16);
+    let c = ov.c;
+    let c8 = c / 8 * 8;
+    for y in 0..ov.h {
+        for x in 0..ov.w {
+            let pa = av.off + (y * av.w + x) * av.pixel_stride;
+            let pb = bv.off + ((y >> k.up) * bv.w + (x >> k.up)) * bv.pixel_stride;
+            let po = ov.off + (y * ov.w + x) * ov.pixel_stride;
+            let ra = a.get(pa..pa + c).ok_or(NnError::Malformed)?;
+            let rb = b.get(pb..pb + c).ok_or(NnError::Malformed)?;
+            let ro = out.get_mut(po..po + c).ok_or(NnError::Malformed)?;
+            let mut i = 0;
+            while i < c8 {
+                // 16 channels, or the last 8 (then both halves are the same).
+                let n = if i + 16 <= c8 { 16 } else { 8 };
+                let mut v = [avx._mm256_setzero_si256(); 2];
+                for (h, vh) in v.iter_mut().enumerate() {
+                    let j = i + 8 * h.min(n / 8 - 1);
+                    let va = avx2._mm256_sub_epi32(widen8(s, ra, j)?, za);
+                    let vb = avx2._mm256_sub_epi32(widen8(s, rb, j)?, zb);
+                    let hi =
+                        avx2._mm256_add_epi32(avx2._mm256_mullo_epi32(va, mh0), avx2._mm256_mullo_epi32(vb, mh1));
+                    let lo =
+                        avx2._mm256_add_epi32(avx2._mm256_mullo_epi32(va, ml0), avx2._mm256_mullo_epi32(vb, ml1));
+                    let t = avx2._mm256_add_epi32(avx2._mm256_add_epi32(hi, rnd), avx2._mm256_srai_epi32::<16>(lo));
+                    *vh = avx2._mm256_add_epi32(avx2._mm256_sra_epi32(t, count), zo);
+                }
+                put(ro, i, &to_bytes(s, v[0], v[1]), n)?;
+                i += n;
+            }
+            for ((o, &va), &vb) in ro.iter_mut().zip(ra).zip(rb).skip(c8) {
+                *o = k.apply(va, vb);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Output channels per micro-tile (two vectors of eight `i32`).
@@ -600,6 +683,57 @@ mod tests {
                 prop_assert_eq!(out[i], finish(&q[i], acc[i], zp), "lane {}", i);
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+        /// The AVX2 add (the split form for shifts 17–47, else the portable loops compiled for
+        /// AVX2) gives `add_rows`' bytes on views with gaps and offsets, with and without
+        /// upsampling.
+        #[test]
+        fn avx2_add_is_add_rows(
+            (h, w, c) in (1usize..5, 1usize..7, 1usize..41),
+            (gap_a, gap_b, gap_o, off) in (0usize..5, 0usize..5, 0usize..5, 0usize..9),
+            up in 0usize..2,
+            shift in prop_oneof![17u8..=47, 0u8..=62, Just(17), Just(47)],
+            m in prop_oneof![proptest::array::uniform2(any::<i32>()), Just([i32::MIN, i32::MAX]), Just([i32::MAX, i32::MIN])],
+            (za, zb, zo) in (any::<i8>(), any::<i8>(), any::<i8>()),
+            seed: u64,
+        ) {
+            let Some(s) = v3() else { return Ok(()) };
+            let (bh, bw) = if up == 1 { (h.div_ceil(2), w.div_ceil(2)) } else { (h, w) };
+            let (h, w) = if up == 1 { (2 * bh, 2 * bw) } else { (h, w) };
+            let av = View { h, w, c, pixel_stride: c + gap_a, off };
+            let bv = View { h: bh, w: bw, c, pixel_stride: c + gap_b, off: off / 2 };
+            let ov = View { h, w, c, pixel_stride: c + gap_o, off: off / 3 };
+            let mut x = seed | 1;
+            let mut bytes = |n: usize| -> std::vec::Vec<u8> {
+                (0..n).map(|i| {
+                    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                    // Some extremes, so that the saturation and the largest products are hit.
+                    match i % 11 { 0 => 0x80, 1 => 0x7F, _ => x as u8 }
+                }).collect()
+            };
+            let a = bytes(off + h * w * av.pixel_stride);
+            let b = bytes(off + bh * bw * bv.pixel_stride);
+            let k = AddK { za, zb, zo, m, shift, up };
+            let mut want = bytes(off + h * w * ov.pixel_stride);
+            let mut got = want.clone();
+            add_rows(&k, &a, &av, &b, &bv, &mut want, &ov).unwrap();
+            with_avx2_add(s, &k, &a, &av, &b, &bv, &mut got, &ov).unwrap();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn avx2_add_rejects_short_buffers() {
+        let Some(s) = v3() else { return };
+        let v = View { h: 2, w: 3, c: 16, pixel_stride: 16, off: 0 };
+        let k = AddK { za: 1, zb: -2, zo: 3, m: [1 << 29, 1 << 28], shift: 30, up: 0 };
+        let (a, b) = ([0u8; 96], [0u8; 96]);
+        let mut out = [0u8; 95];
+        assert_eq!(with_avx2_add(s, &k, &a, &v, &b, &v, &mut out, &v), Err(NnError::Malformed));
+        assert_eq!(with_avx2_add(s, &k, &a[..95], &v, &b, &v, &mut [0u8; 96], &v), Err(NnError::Malformed));
     }
 
     #[test]
