@@ -599,6 +599,29 @@ pub(super) struct AddK {
 }
 
 impl AddK {
+    /// The channels of output pixel `(y, x)` and of the two input pixels it reads.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    pub(super) fn pixel<'a>(
+        &self,
+        a: &'a [u8],
+        av: &View,
+        b: &'a [u8],
+        bv: &View,
+        out: &'a mut [u8],
+        ov: &View,
+        y: usize,
+        x: usize,
+    ) -> Result<(&'a [u8], &'a [u8], &'a mut [u8]), NnError> {
+        let c = ov.c;
+        let pa = av.off + (y * av.w + x) * av.pixel_stride;
+        let pb = bv.off + ((y >> self.up) * bv.w + (x >> self.up)) * bv.pixel_stride;
+        let po = ov.off + (y * ov.w + x) * ov.pixel_stride;
+        let ra = a.get(pa..pa + c).ok_or(NnError::Malformed)?;
+        let rb = b.get(pb..pb + c).ok_or(NnError::Malformed)?;
+        Ok((ra, rb, out.get_mut(po..po + c).ok_or(NnError::Malformed)?))
+    }
+
     /// One output element: `zo + round(((va − za)·m0 + (vb − zb)·m1) / 2^shift)`, saturated.
     #[inline(always)]
     pub(super) fn apply(&self, va: u8, vb: u8) -> u8 {
@@ -622,15 +645,9 @@ pub(super) fn add_rows(
     out: &mut [u8],
     ov: &View,
 ) -> Result<(), NnError> {
-    let c = ov.c;
     for y in 0..ov.h {
         for x in 0..ov.w {
-            let pa = av.off + (y * av.w + x) * av.pixel_stride;
-            let pb = bv.off + ((y >> k.up) * bv.w + (x >> k.up)) * bv.pixel_stride;
-            let po = ov.off + (y * ov.w + x) * ov.pixel_stride;
-            let ra = a.get(pa..pa + c).ok_or(NnError::Malformed)?;
-            let rb = b.get(pb..pb + c).ok_or(NnError::Malformed)?;
-            let ro = out.get_mut(po..po + c).ok_or(NnError::Malformed)?;
+            let (ra, rb, ro) = k.pixel(a, av, b, bv, out, ov, y, x)?;
             for ((o, &va), &vb) in ro.iter_mut().zip(ra).zip(rb) {
                 *o = k.apply(va, vb);
             }

@@ -45,3 +45,25 @@ impl Rng {
         ChanQ { bias: self.int(), m_pos, m_neg, sh_pos, sh_neg }
     }
 }
+
+/// Pixel-stride padding and offsets of a test case's input and output tensors.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Layout {
+    /// Bytes between input pixels beyond the channels.
+    pub(super) in_extra: usize,
+    /// Offset of the input view.
+    pub(super) in_off: usize,
+    /// Bytes between output pixels beyond the channels.
+    pub(super) out_extra: usize,
+    /// Offset of the output view.
+    pub(super) out_off: usize,
+}
+
+impl Layout {
+    /// Dense tensors at offset 0.
+    pub(super) const DENSE: Layout = Layout { in_extra: 0, in_off: 0, out_extra: 0, out_off: 0 };
+    /// Gaps between pixels and offsets.
+    pub(super) const WIDE: Layout = Layout { in_extra: 3, in_off: 5, out_extra: 4, out_off: 3 };
+    /// Channel slices of wider tensors, as in a concatenation.
+    pub(super) const SLICE: Layout = Layout { in_extra: 16, in_off: 7, out_extra: 32, out_off: 16 };
+}

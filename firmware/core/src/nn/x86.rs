@@ -139,16 +139,10 @@ fn add_split(
     let (za, zb, zo) = (set(k.za as i32), set(k.zb as i32), set(k.zo as i32));
     let rnd = set(1 << (k.shift.clamp(17, 47) - 17));
     let count = s.sse2._mm_cvtsi32_si128(k.shift as i32 - 16);
-    let c = ov.c;
-    let c8 = c / 8 * 8;
+    let c8 = ov.c / 8 * 8;
     for y in 0..ov.h {
         for x in 0..ov.w {
-            let pa = av.off + (y * av.w + x) * av.pixel_stride;
-            let pb = bv.off + ((y >> k.up) * bv.w + (x >> k.up)) * bv.pixel_stride;
-            let po = ov.off + (y * ov.w + x) * ov.pixel_stride;
-            let ra = a.get(pa..pa + c).ok_or(NnError::Malformed)?;
-            let rb = b.get(pb..pb + c).ok_or(NnError::Malformed)?;
-            let ro = out.get_mut(po..po + c).ok_or(NnError::Malformed)?;
+            let (ra, rb, ro) = k.pixel(a, av, b, bv, out, ov, y, x)?;
             let mut i = 0;
             while i < c8 {
                 // 16 channels, or the last 8 (then both halves are the same).

@@ -434,21 +434,12 @@ mod tests {
     use super::*;
     use crate::nn::blob::MAX_SHIFT;
     use crate::nn::ops::{conv_generic, Pad};
-    use crate::nn::testutil::Rng;
+    use crate::nn::testutil::{Layout, Rng};
     use std::vec;
     use std::vec::Vec;
 
-    /// Pixel strides and offsets of a case's tensors.
-    #[derive(Clone, Copy)]
-    struct Layout {
-        in_extra: usize,
-        in_off: usize,
-        out_extra: usize,
-        out_off: usize,
-    }
-
-    const DENSE: Layout = Layout { in_extra: 0, in_off: 0, out_extra: 0, out_off: 0 };
-    const WIDE: Layout = Layout { in_extra: 3, in_off: 5, out_extra: 4, out_off: 3 };
+    const DENSE: Layout = Layout::DENSE;
+    const WIDE: Layout = Layout::WIDE;
 
     /// Run [`conv_first`] and [`conv_generic`] on the same random case and compare every byte of
     /// the output buffers (the bytes outside the view included).

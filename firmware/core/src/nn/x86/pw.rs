@@ -483,23 +483,14 @@ mod tests {
     use super::*;
     use crate::nn::blob::MAX_SHIFT;
     use crate::nn::ops::{conv2d_on, conv_generic, Pad};
-    use crate::nn::testutil::Rng;
+    use crate::nn::testutil::{Layout, Rng};
     use proptest::prelude::*;
     use std::vec;
     use std::vec::Vec;
 
-    /// Pixel strides and offsets of a case's tensors.
-    #[derive(Clone, Copy, Debug)]
-    struct Layout {
-        in_extra: usize,
-        in_off: usize,
-        out_extra: usize,
-        out_off: usize,
-    }
-
-    const DENSE: Layout = Layout { in_extra: 0, in_off: 0, out_extra: 0, out_off: 0 };
-    const WIDE: Layout = Layout { in_extra: 3, in_off: 5, out_extra: 4, out_off: 3 };
-    const SLICE: Layout = Layout { in_extra: 16, in_off: 7, out_extra: 32, out_off: 16 };
+    const DENSE: Layout = Layout::DENSE;
+    const WIDE: Layout = Layout::WIDE;
+    const SLICE: Layout = Layout::SLICE;
 
     /// A random case: input, weights, three sets of records (`params[0]` any shifts, `params[1]`
     /// shifts of at least 33, `params[2]` also non-negative multipliers: the fast form), views.
