@@ -1,42 +1,69 @@
-//! Winograd F(2×2, 3×3) convolution with AVX2.
+//! Winograd convolution with AVX2: F(4×2, 3×3), i.e. F(4, 3) along the rows and F(2, 3)
+//! along the columns, exact in integers.
 //!
-//! The arithmetic is that of [`crate::nn::winograd`] (see its module docs): per 4×4 input tile
-//! and input channel `V = Bᵀ·d·B` in `i16`, per (output, input) channel `U' = G'·g·G'ᵀ`
-//! (the Winograd weights times 4) in `i16`, per position ξ of the 4×4 transform domain the
-//! matrix product `M_ξ[tile][oc] = Σ_c V_ξ[tile][c]·U'_ξ[oc][c]` with `vpmaddwd` (wrapping
-//! `i32`), then `Y = Aᵀ·M·A = 4·acc` exactly (`|4·acc| < 2^31` for `cin ≤ 3640`), so
-//! `acc = Y >> 2`, requantised like every other kernel.
+//! # The arithmetic
+//!
+//! A *tile* is 4 rows × 2 columns of outputs; it reads a 6 × 4 window `d` of the input (rows
+//! `4ty − 1 ..= 4ty + 4`, columns `2tx − 1 ..= 2tx + 2`, the padding values outside the
+//! tensor). With Lavin's F(4, 3) matrices (interpolation points 0, ±1, ±2) scaled to integers
+//! along the rows and those of [`crate::nn::winograd`] (F(2, 3)) along the columns,
+//!
+//! ```text
+//!  B₄ᵀ = [4  0 −5  0  1  0]   G₄' = 24·G₄ = [ 6  0  0]   A₄ᵀ = [1  1  1  1  1  0]
+//!        [0 −4 −4  1  1  0]                 [−4 −4 −4]         [0  1 −1  2 −2  0]
+//!        [0  4 −4 −1  1  0]                 [−4  4 −4]         [0  1  1  4  4  0]
+//!        [0 −2 −1  2  1  0]                 [ 1  2  4]         [0  1 −1  8 −8  1]
+//!        [0  2 −1 −2  1  0]                 [ 1 −2  4]
+//!        [0  4  0 −5  0  1]                 [ 0  0 24]
+//! ```
+//!
+//! `V = B₄ᵀ·d·B₂` (6 × 4, `|V| ≤ 10·2·128 = 2560`) per input channel and
+//! `U' = G₄'·g·G₂'ᵀ = 48·G₄·g·G₂ᵀ` (6 × 4, `|U'| ≤ 24·3·128 = 9216`) per (output, input)
+//! channel are exact in `i16`; at each of the 24 positions ξ of the transform domain
+//! `M_ξ[tile][oc] = Σ_c V_ξ[tile][c]·U'_ξ[oc][c]` (`vpmaddwd`: the pair sums are exact, the
+//! rest wraps in `i32`), then `Y = A₄ᵀ·M·A₂ = 48·acc` modulo 2³², `acc` the exact sum of the
+//! direct convolution's products. Since `|48·acc| ≤ 48·9·64·128·128 < 2³¹` (`cin ≤ 64`),
+//! `Y` *is* `48·acc`: `Y >> 4 = 3·acc` exactly, and `acc` is that times the inverse of 3
+//! modulo 2³² (`vpmulld`). 24 products per 8 outputs instead of F(2×2, 3×3)'s 16 per 4.
 //!
 //! # Blocking
 //!
-//! - Output channels go in blocks of 16 ([`OB`]); the transformed weights of up to
-//!   [`NB_MAX`] blocks that fit in 64 KiB are held at a time (two blocks up to 64 input
-//!   channels), packed as `[block][ξ][pair][16 channels][2]` `i16`: each block is transformed
-//!   with vectors along the input channels (9 loads, 35 additions for 16 positions × 16
-//!   channels), then transposed (8×8 `i32` transposes) into that layout.
-//! - Tiles go in groups of [`R`] along a row of tiles. A group's input window (4 rows ×
-//!   `2R + 2` pixels, the padding values outside the image) is copied once per group into a
-//!   fixed-size buffer, so that the transform reads it without per-pixel checks; for each
-//!   vector of 16 channels and each row of `Bᵀ`, the column transform `Bᵀ·d` of each window
-//!   column is shared by the two tiles that read it, then the row transforms give each tile's
-//!   16 positions, stored as `[ξ][tile][pair]` `i32` pairs (8 KiB at 64 channels). Bytes past
-//!   `cin` in a pixel's last vector are whatever follows it in the input: their weights are
-//!   zero.
-//! - For each block and each ξ the micro-kernel [`gemm`] keeps `R` tiles × 16 channels of
-//!   sums in registers (per channel pair: 2 weight loads, `R` broadcasts, `2R` `vpmaddwd`);
-//!   then `Aᵀ·M·A`, `>> 2` and the requantisation of the group's pixels, both halves of a
-//!   block packed into one 16-byte store per pixel.
+//! - Output channels go in blocks of 16 ([`OB`]); the transformed weights of as many blocks
+//!   as fit in 48 KiB are held at a time (one at 64 input channels, two at 32, four at 16),
+//!   packed as `[block][ξ][pair][16 channels][2]` `i16`: each block is transformed with
+//!   vectors along the input channels, then transposed (8×8 `i32` transposes) into that layout.
+//! - Tiles go in groups of [`R`] = 5 along a row of tiles (5, 10 and 20 tiles in the model's
+//!   rows). A group's input window (6 rows × `2R + 2` pixels) is read in place: one byte
+//!   slice per pixel, the padding values outside the image, a zero-padded copy for the last
+//!   pixels of the input; for each vector of 16 channels, the column transforms `B₄ᵀ·d` of the
+//!   window's columns (each shared by the two tiles that read it), then the row transforms
+//!   give each tile's 24 positions, stored as `[ξ][tile][pair]` `i32` pairs (15 KiB at 64
+//!   channels). Bytes past `cin` in a pixel's last vector are whatever follows it in the
+//!   input: their weights are zero.
+//! - For each block and each ξ the micro-kernel [`gemm`] keeps 5 tiles × 16 channels of sums
+//!   in 10 registers (per channel pair: 2 weight loads, 5 broadcasts, 10 `vpmaddwd`); then
+//!   `A₄ᵀ·M·A₂`, the division by 48 and the requantisation of the group's pixels, both halves
+//!   of a block packed into one 16-byte store per pixel.
 //!
-//! The input is copied and transformed once per chunk of blocks (twice at 64 → 64 channels).
-//! Holding two blocks at 64 input channels instead of one halved that work and measured the
-//! largest layer (40×32, 64 → 64 channels) 10 % faster (0.397 → 0.357 ms best of 300).
+//! The input is transformed once per chunk of blocks (four times at 64 → 64 channels, where
+//! F(2×2, 3×3) held two blocks in 64 KiB and transformed it twice: about a quarter of the
+//! time at 64 → 64 channels is the input's transforms, the products 55 %, the output stage
+//! 13 %). The micro-kernel runs at about 7 cycles per channel pair (10 `vpmaddwd`, 10
+//! `vpaddd`, 5 `vpbroadcastd`, which on Zen 3 also takes a vector ALU slot: 6.25 cycles at 4
+//! vector ops per cycle, the bound for any number of tiles).
 //!
-//! Stack: about 80 KiB (weights 64 KiB, transformed group 8 KiB, products 4 KiB, which also
-//! hold the window and the weight transform's scratch, requantisation constants 1 KiB). This
+//! Measured (best of 300, alternately, 320×256 face model, AMD EPYC Zen 3), against
+//! F(2×2, 3×3) with groups of 4 tiles: 40×32, 64 → 64 channels 0.363 → 0.351 ms; 64 → 32
+//! 0.181 → 0.176; 64 → 16 0.098 → 0.088; 16 → 16 0.035 → 0.034; 20×16, 64 → 64 0.111 →
+//! 0.095, 64 → 32 0.056 → 0.048, 64 → 16 0.031 → 0.025.
+//!
+//! Stack: about 80 KiB (weights 48 KiB, transformed group 15 KiB, products 7.5 KiB, which
+//! also hold the weight transform's scratch, copies of the input's last pixels 4.5 KiB,
+//! column transforms 2.3 KiB, pixel slices 1.1 KiB, requantisation constants 2 KiB). This
 //! code runs only on x86-64 hosts, whose threads have at least Rust's default 2 MiB of stack;
 //! the device's kernels are the portable ones.
 
-use core::arch::x86_64::{__m128i, __m256i};
+use core::arch::x86_64::__m256i;
 
 use pulp::x86::V3;
 
@@ -47,39 +74,50 @@ use crate::nn::winograd::MAX_CIN;
 use crate::nn::NnError;
 
 /// Tiles per group (rows of the micro-kernel).
-const R: usize = 4;
-/// Transformed-weight rows held at a time (64 KiB of `[i16; 32]`): 16 positions × pairs ×
-/// blocks.
-const WU: usize = 1024;
-/// Most blocks of transformed weights held at a time (two at 64 or fewer input channels; a
-/// bound on the requantisation constants held).
-const NB_MAX: usize = 2;
+const R: usize = 5;
+/// Positions of the transform domain (6 rows × 4 columns), `ξ = 4·row + column`.
+const NX: usize = 24;
+/// Transformed-weight rows held at a time (48 KiB of `[i16; 32]`): positions × pairs × blocks.
+const WU: usize = 768;
+/// Most blocks of transformed weights held at a time (a bound on the requantisation constants
+/// held).
+const NB_MAX: usize = 4;
 /// Channel pairs of [`MAX_CIN`] channels, rounded up to whole vectors of 16 channels.
 const MAX_KP: usize = MAX_NCH * 8;
 /// Vectors of 16 channels of [`MAX_CIN`] channels.
 const MAX_NCH: usize = MAX_CIN.div_ceil(16);
-const _: () = assert!(16 * MAX_KP <= WU && MAX_CIN <= MAX_PAD && 16 * 2 * R >= 16 * 8);
+/// Window columns of a group.
+const WC: usize = 2 * R + 2;
+/// The inverse of 3 modulo 2³².
+const INV3: i32 = 0xAAAA_AAABu32 as i32;
+const _: () = assert!(NX * MAX_KP <= WU && MAX_CIN <= MAX_PAD && 8 * NX <= NX * 2 * R);
+// Exactness: |48·acc| ≤ 48 · 9 · cin · 128 · 128 < 2³¹ (see the module docs).
+const _: () = assert!(48 * 9 * (MAX_CIN as u64) * 128 * 128 < (1u64 << 31));
 
-/// `G'·g·G'ᵀ` for 16 input channels at once, `G' = 2G = [[2,0,0],[1,1,1],[1,−1,1],[0,0,2]]`:
-/// the Winograd weights times 4, exact in `i16` (|each| ≤ 9·128).
+/// `G₄'·g·G₂'ᵀ` for 16 input channels at once (`g[3·ky + kx]`; `u[4·i + j]`): the Winograd
+/// weights times 48, exact in `i16` (|each| ≤ 24·3·128).
 #[inline(always)]
-fn weight_transform(s: V3, g: &[__m256i; 9]) -> [__m256i; 16] {
+fn weight_transform(s: V3, g: &[__m256i; 9]) -> [__m256i; NX] {
     let a = s.avx2;
     let (add, sub) = (|x, y| a._mm256_add_epi16(x, y), |x, y| a._mm256_sub_epi16(x, y));
+    let mul = |x, k: i16| a._mm256_mullo_epi16(x, s.avx._mm256_set1_epi16(k));
     let dbl = |x| a._mm256_add_epi16(x, x);
-    // Rows: t = G'·g (4×3).
-    let mut t = [s.avx._mm256_setzero_si256(); 12];
+    // Rows: t = G₄'·g (6×3).
+    let mut t = [s.avx._mm256_setzero_si256(); 18];
     for j in 0..3 {
         let (g0, g1, g2) = (g[j], g[3 + j], g[6 + j]);
         let e = add(g0, g2);
-        t[j] = dbl(g0);
-        t[3 + j] = add(e, g1);
-        t[6 + j] = sub(e, g1);
-        t[9 + j] = dbl(g2);
+        let f = add(g0, mul(g2, 4));
+        t[j] = mul(g0, 6);
+        t[3 + j] = mul(add(e, g1), -4);
+        t[6 + j] = mul(sub(e, g1), -4);
+        t[9 + j] = add(f, dbl(g1));
+        t[12 + j] = sub(f, dbl(g1));
+        t[15 + j] = mul(g2, 24);
     }
-    // Columns: u = t·G'ᵀ (4×4).
-    let mut u = [s.avx._mm256_setzero_si256(); 16];
-    for i in 0..4 {
+    // Columns: u = t·G₂'ᵀ (6×4).
+    let mut u = [s.avx._mm256_setzero_si256(); NX];
+    for i in 0..6 {
         let (t0, t1, t2) = (t[3 * i], t[3 * i + 1], t[3 * i + 2]);
         let e = add(t0, t2);
         u[4 * i] = dbl(t0);
@@ -122,23 +160,29 @@ fn transpose8(s: V3, r: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
-/// `Aᵀ·m·A` of one 4×4 block of `i32` lanes, `Aᵀ = [[1,1,1,0],[0,1,−1,−1]]`: the 2×2 outputs
-/// (row-major), wrapping.
+/// `A₄ᵀ·m·A₂` of one 6×4 block of `i32` lanes (`m[4·i + j]`),
+/// `A₂ᵀ = [[1,1,1,0],[0,1,−1,−1]]`: the 4×2 outputs (row-major), wrapping.
 #[inline(always)]
-fn output_transform(s: V3, m: &[__m256i; 16]) -> [__m256i; 4] {
+fn output_transform(s: V3, m: &[__m256i; NX]) -> [__m256i; 8] {
     let a = s.avx2;
     let (add, sub) = (|x, y| a._mm256_add_epi32(x, y), |x, y| a._mm256_sub_epi32(x, y));
-    let mut t = [s.avx._mm256_setzero_si256(); 8];
-    for j in 0..4 {
-        let (m0, m1, m2, m3) = (m[j], m[4 + j], m[8 + j], m[12 + j]);
-        t[j] = add(add(m0, m1), m2);
-        t[4 + j] = sub(sub(m1, m2), m3);
+    // Columns: p = m·A₂ (6×2).
+    let mut p = [s.avx._mm256_setzero_si256(); 12];
+    for i in 0..6 {
+        let (m0, m1, m2, m3) = (m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
+        p[2 * i] = add(add(m0, m1), m2);
+        p[2 * i + 1] = sub(sub(m1, m2), m3);
     }
-    let mut y = [s.avx._mm256_setzero_si256(); 4];
-    for i in 0..2 {
-        let (t0, t1, t2, t3) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
-        y[2 * i] = add(add(t0, t1), t2);
-        y[2 * i + 1] = sub(sub(t1, t2), t3);
+    // Rows: y = A₄ᵀ·p (4×2).
+    let mut y = [s.avx._mm256_setzero_si256(); 8];
+    for k in 0..2 {
+        let q = |i: usize| p[2 * i + k];
+        let (s12, d12) = (add(q(1), q(2)), sub(q(1), q(2)));
+        let (s34, d34) = (add(q(3), q(4)), sub(q(3), q(4)));
+        y[k] = add(add(q(0), s12), s34);
+        y[2 + k] = add(d12, a._mm256_slli_epi32::<1>(d34));
+        y[4 + k] = add(s12, a._mm256_slli_epi32::<2>(s34));
+        y[6 + k] = add(add(d12, a._mm256_slli_epi32::<3>(d34)), q(5));
     }
     y
 }
@@ -146,8 +190,14 @@ fn output_transform(s: V3, m: &[__m256i; 16]) -> [__m256i; 4] {
 /// Load 16 int8 channels `c0..c0+16` of a pixel (or of the padding), zero past `c`, as `i16`.
 #[inline(always)]
 fn load16(s: V3, px: &[u8], c0: usize) -> __m256i {
+    s.avx2._mm256_cvtepi8_epi16(pulp::cast(bytes16(px, c0)))
+}
+
+/// Bytes `c0..c0+16` of `px`, zero past its end.
+#[inline(always)]
+fn bytes16(px: &[u8], c0: usize) -> [u8; 16] {
     if let Some(b) = px.get(c0..c0 + 16).and_then(|v| <&[u8; 16]>::try_from(v).ok()) {
-        return s.avx2._mm256_cvtepi8_epi16(pulp::cast(*b));
+        return *b;
     }
     let mut b = [0u8; 16];
     let src = px.get(c0..).unwrap_or(&[]);
@@ -155,12 +205,11 @@ fn load16(s: V3, px: &[u8], c0: usize) -> __m256i {
     if let (Some(d), Some(v)) = (b.get_mut(..n), src.get(..n)) {
         d.copy_from_slice(v);
     }
-    let v: __m128i = pulp::cast(b);
-    s.avx2._mm256_cvtepi8_epi16(v)
+    b
 }
 
 /// The micro-kernel: `R` tiles (rows of `KP` pairs) × 16 channels (packed pairs), or only the
-/// first 8 channels when `NV` is 1.
+/// first 8 channels when `NV` is 1. Two pairs per loop step.
 #[inline(always)]
 fn gemm<const KP: usize, const NV: usize>(
     s: V3,
@@ -170,20 +219,23 @@ fn gemm<const KP: usize, const NV: usize>(
     let (avx, avx2) = (s.avx, s.avx2);
     let z = avx._mm256_setzero_si256();
     let mut acc = [[z; 2]; R];
-    for (i, wi) in w.iter().enumerate() {
-        let wv: [__m256i; 2] = pulp::cast(*wi);
-        for (a, xr) in acc.iter_mut().zip(x) {
-            let b = avx._mm256_set1_epi32(xr[i]);
-            a[0] = avx2._mm256_add_epi32(a[0], avx2._mm256_madd_epi16(b, wv[0]));
-            if NV == 2 {
-                a[1] = avx2._mm256_add_epi32(a[1], avx2._mm256_madd_epi16(b, wv[1]));
+    for i2 in 0..KP / 2 {
+        for u in 0..2 {
+            let i = 2 * i2 + u;
+            let wv: [__m256i; 2] = pulp::cast(w[i]);
+            for (a, xr) in acc.iter_mut().zip(x) {
+                let b = avx._mm256_set1_epi32(xr[i]);
+                a[0] = avx2._mm256_add_epi32(a[0], avx2._mm256_madd_epi16(b, wv[0]));
+                if NV == 2 {
+                    a[1] = avx2._mm256_add_epi32(a[1], avx2._mm256_madd_epi16(b, wv[1]));
+                }
             }
         }
     }
     acc
 }
 
-/// Winograd F(2×2, 3×3) convolution with AVX2 (where [`crate::nn::winograd::applies`]), see
+/// Winograd F(4×2, 3×3) convolution with AVX2 (where [`crate::nn::winograd::applies`]), see
 /// the module docs. Bit-identical to the direct convolution: it computes the same integer sum
 /// of products over the padded input.
 pub(in crate::nn) fn conv3x3_winograd(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
@@ -228,21 +280,23 @@ fn wino_impl<const KP: usize>(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     // Transformed weights: [block][ξ][KP] rows of [i16; 32] (16 channels × a pair).
     let mut ubuf = [[0i16; 2 * OB]; WU];
     // A transformed group: [ξ][tile][KP] pairs.
-    let mut vbuf = [[[0i32; KP]; R]; 16];
-    // Products of a group, [ξ][tile][half] (flat); also the weight transform's scratch and
-    // the group's input window.
-    let mut mbuf = [z; 16 * 2 * R];
+    let mut vbuf = [[[0i32; KP]; R]; NX];
+    // Copies of the last pixels of the input, and the column transforms of a window.
+    let mut tail: Tail = [[0; 2 * MAX_KP]; 6 * WC];
+    let mut cols: Cols = [[z; 6]; WC];
+    // Products of a group, [ξ][tile][half] (flat); also the weight transform's scratch.
+    let mut mbuf = [z; NX * 2 * R];
     let nblocks = cout.div_ceil(OB);
-    let per_chunk = (WU / (16 * KP)).clamp(1, NB_MAX);
+    let per_chunk = (WU / (NX * KP)).clamp(1, NB_MAX);
     let zpv = s.avx._mm256_set1_epi32(zp_out as i32);
-    let (th, tw) = (ov.h.div_ceil(2), ov.w.div_ceil(2));
+    let (th, tw) = (ov.h.div_ceil(4), ov.w.div_ceil(2));
     let mut q = [ChanQ::default(); OB];
     let mut qbs = [QBlock::new(&[]); NB_MAX];
     let mut b0 = 0;
     while b0 < nblocks {
         let nb = (nblocks - b0).min(per_chunk);
-        let ub = ubuf.get_mut(..nb * 16 * KP).ok_or(NnError::Malformed)?;
-        for (bi, blk) in ub.chunks_exact_mut(16 * KP).enumerate() {
+        let ub = ubuf.get_mut(..nb * NX * KP).ok_or(NnError::Malformed)?;
+        for (bi, blk) in ub.chunks_exact_mut(NX * KP).enumerate() {
             let oc0 = (b0 + bi) * OB;
             pack_block::<KP>(s, blk, weights, cin, cout, oc0, &mut mbuf)?;
         }
@@ -257,22 +311,24 @@ fn wino_impl<const KP: usize>(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
             let mut tx0 = 0;
             while tx0 < tw {
                 let nt = (tw - tx0).min(R);
-                let win = window_in(&mut mbuf)?;
-                load_window::<KP>(input, iv, &padv, ty, tx0, win);
-                transform_group::<KP>(s, win, &mut vbuf);
-                for (bi, (ublk, qb)) in ub.chunks_exact(16 * KP).zip(&qbs).enumerate() {
+                let src = window_sources::<KP>(input, iv, &padv, ty, tx0, &mut tail);
+                transform_group::<KP>(s, &src, &mut cols, &mut vbuf);
+                for (bi, (ublk, qb)) in ub.chunks_exact(NX * KP).zip(&qbs).enumerate() {
                     let oc0 = (b0 + bi) * OB;
                     let n = (cout - oc0).min(OB);
                     let half = n <= OB / 2;
-                    for ((uw, x), mx) in ublk.chunks_exact(KP).zip(&vbuf).zip(mbuf.chunks_exact_mut(2 * R)) {
+                    for xi in 0..NX {
+                        let uw = ublk.get(xi * KP..(xi + 1) * KP).ok_or(NnError::Malformed)?;
                         let w = <&[[i16; 2 * OB]; KP]>::try_from(uw).map_err(|_| NnError::Malformed)?;
+                        let x = vbuf.get(xi).ok_or(NnError::Malformed)?;
                         let m = if half { gemm::<KP, 1>(s, x, w) } else { gemm::<KP, 2>(s, x, w) };
+                        let mx = mbuf.get_mut(xi * 2 * R..(xi + 1) * 2 * R).ok_or(NnError::Malformed)?;
                         mx.copy_from_slice(&pulp::cast::<_, [__m256i; 2 * R]>(m));
                     }
                     for (j, tx) in (tx0..tx0 + nt).enumerate() {
                         let y = output_pixels(s, &mbuf, j, qb, half, zpv);
                         for (yi, b) in y.iter().enumerate() {
-                            let (oy, ox) = (2 * ty + yi / 2, 2 * tx + yi % 2);
+                            let (oy, ox) = (4 * ty + yi / 2, 2 * tx + yi % 2);
                             if oy < ov.h && ox < ov.w {
                                 let ob = ov.off + (oy * ov.w + ox) * ov.pixel_stride + oc0;
                                 put(output, ob, b, n)?;
@@ -288,30 +344,35 @@ fn wino_impl<const KP: usize>(s: V3, a: ConvArgs<'_>) -> Result<(), NnError> {
     Ok(())
 }
 
-/// The four output pixels (row-major) of tile `j` of a group's products `m[ξ][tile][half]`
-/// (flat): `Aᵀ·M·A`, `>> 2` and the requantisation, channels 0–15 (0–7 when `half`) as bytes.
+/// The eight output pixels (row-major, 4 rows × 2 columns) of tile `j` of a group's products
+/// `m[ξ][tile][half]` (flat): `A₄ᵀ·M·A₂`, the division by 48 and the requantisation, channels
+/// 0–15 (0–7 when `half`) as bytes.
 #[inline(always)]
 fn output_pixels(
     s: V3,
-    m: &[__m256i; 16 * 2 * R],
+    m: &[__m256i; NX * 2 * R],
     j: usize,
     qb: &QBlock,
     half: bool,
     zpv: __m256i,
-) -> [[u8; 16]; 4] {
-    let z = s.avx._mm256_setzero_si256();
-    let mut r = [[z; 4]; 2];
+) -> [[u8; 16]; 8] {
+    let (avx, avx2) = (s.avx, s.avx2);
+    let z = avx._mm256_setzero_si256();
+    let inv3 = avx._mm256_set1_epi32(INV3);
+    let mut r = [[z; 8]; 2];
     for (h, rh) in r.iter_mut().enumerate().take(if half { 1 } else { 2 }) {
-        let mut mv = [z; 16];
-        for (d, mx) in mv.iter_mut().zip(m.chunks_exact(2 * R)) {
-            *d = mx.get(2 * j + h).copied().unwrap_or(z);
+        let mut mv = [z; NX];
+        for (xi, d) in mv.iter_mut().enumerate() {
+            *d = m.get(xi * 2 * R + 2 * j + h).copied().unwrap_or(z);
         }
         let y = output_transform(s, &mv);
         for (rv, yv) in rh.iter_mut().zip(y) {
-            *rv = requant8(s, s.avx2._mm256_srai_epi32::<2>(yv), qb, h, zpv);
+            // y = 48·acc exactly: y >> 4 = 3·acc, times 3⁻¹ mod 2³².
+            let acc = avx2._mm256_mullo_epi32(avx2._mm256_srai_epi32::<4>(yv), inv3);
+            *rv = requant8(s, acc, qb, h, zpv);
         }
     }
-    let mut b = [[0u8; 16]; 4];
+    let mut b = [[0u8; 16]; 8];
     for (yi, by) in b.iter_mut().enumerate() {
         *by = to_bytes(s, r[0][yi], r[1][yi]);
     }
@@ -329,12 +390,12 @@ fn pack_block<const KP: usize>(
     cin: usize,
     cout: usize,
     oc0: usize,
-    tmp: &mut [__m256i; 16 * 2 * R],
+    tmp: &mut [__m256i; NX * 2 * R],
 ) -> Result<(), NnError> {
     let z = s.avx._mm256_setzero_si256();
     for ch in 0..KP / 8 {
         for h in 0..2 {
-            for (l, u) in tmp.chunks_exact_mut(16).enumerate().take(8) {
+            for (l, u) in tmp.chunks_exact_mut(NX).enumerate().take(8) {
                 let oc = oc0 + 8 * h + l;
                 if oc >= cout {
                     u.fill(z);
@@ -347,8 +408,8 @@ fn pack_block<const KP: usize>(
                 }
                 u.copy_from_slice(&weight_transform(s, &gv));
             }
-            for xi in 0..16 {
-                let col = |l: usize| tmp.get(16 * l + xi).copied().unwrap_or(z);
+            for xi in 0..NX {
+                let col = |l: usize| tmp.get(NX * l + xi).copied().unwrap_or(z);
                 let rows = transpose8(s, [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)]);
                 let at = xi * KP + ch * 8;
                 let dst = blk.get_mut(at..at + 8).ok_or(NnError::Malformed)?;
@@ -364,90 +425,108 @@ fn pack_block<const KP: usize>(
     Ok(())
 }
 
-/// Copy the input window of tiles `tx0 .. tx0 + R` of tile row `ty` (rows `2ty − 1 ..= 2ty + 2`,
-/// columns `2tx0 − 1 ..= 2tx0 + 2R`) into `win[row][column]`, `2·KP` bytes a pixel: the
-/// padding values outside the image; bytes past `cin` are those that follow the pixel in
-/// `input` (their weights are zero), or zero at the end of `input`.
+/// The byte sources of the window of tiles `tx0 .. tx0 + R` of tile row `ty` (rows
+/// `4ty − 1 ..= 4ty + 4`, columns `2tx0 − 1 ..= 2tx0 + 2R`), `src[row·WC + column]`, each at
+/// least `2·KP` bytes: the pixel in `input` (channels past `cin` are the bytes that follow it:
+/// their weights are zero), the padding values outside the image, or, for the last pixels of
+/// `input`, a copy of their `cin` bytes in `tail`, then zeros.
 #[inline(always)]
-fn load_window<const KP: usize>(
-    input: &[u8],
+fn window_sources<'a, const KP: usize>(
+    input: &'a [u8],
     iv: &crate::nn::ops::View,
-    padv: &[u8; MAX_PAD],
+    padv: &'a [u8; MAX_PAD],
     ty: usize,
     tx0: usize,
-    win: &mut Window,
-) {
-    for (r, wr) in win.iter_mut().enumerate() {
-        let iy = (2 * ty + r).wrapping_sub(1);
-        for (j, wp) in wr.iter_mut().enumerate() {
-            let ix = (2 * tx0 + j).wrapping_sub(1);
-            let inside = iy < iv.h && ix < iv.w;
-            let at = if inside { iv.off + (iy * iv.w + ix) * iv.pixel_stride } else { 0 };
-            let src: &[u8] = if !inside {
-                padv
-            } else if let Some(px) = input.get(at..at + 2 * KP) {
-                px
-            } else {
-                // One of the last pixels of `input`: its `cin` bytes (the caller checked the
-                // view), then zeros.
-                let px = input.get(at..at + iv.c.min(2 * KP)).unwrap_or(&[]);
-                wp.fill(0);
-                if let Some(d) = wp.get_mut(..px.len()) {
+    tail: &'a mut Tail,
+) -> [&'a [u8]; 6 * WC] {
+    // Window columns inside the image: jx0 .. jx1 (column j is image column 2tx0 + j − 1).
+    let jx0 = usize::from(tx0 == 0);
+    let jx1 = (iv.w + 1 - 2 * tx0).min(WC);
+    let len = input.len();
+    // Copies of the last pixels of `input` (the caller checked the view: their `cin` bytes
+    // are there), in the rows that reach them.
+    let mut near_end = [false; 6];
+    for (r, ne) in near_end.iter_mut().enumerate() {
+        let iy = (4 * ty + r).wrapping_sub(1);
+        if iy >= iv.h || jx0 >= jx1 {
+            continue;
+        }
+        let base = iv.off + (iy * iv.w + 2 * tx0 + jx0 - 1) * iv.pixel_stride;
+        if base + (jx1 - 1 - jx0) * iv.pixel_stride + 2 * KP <= len {
+            continue;
+        }
+        *ne = true;
+        for j in jx0..jx1 {
+            let a = base + (j - jx0) * iv.pixel_stride;
+            if let (None, Some(t)) = (input.get(a..a + 2 * KP), tail.get_mut(r * WC + j)) {
+                let px = input.get(a..a + iv.c.min(2 * KP)).unwrap_or(&[]);
+                t.fill(0);
+                if let Some(d) = t.get_mut(..px.len()) {
                     d.copy_from_slice(px);
-                }
-                continue;
-            };
-            for c in 0..KP / 8 {
-                let v = src.get(16 * c..16 * c + 16).and_then(|v| <&[u8; 16]>::try_from(v).ok());
-                let d = wp.get_mut(16 * c..16 * c + 16).and_then(|d| <&mut [u8; 16]>::try_from(d).ok());
-                if let (Some(d), Some(v)) = (d, v) {
-                    *d = *v;
                 }
             }
         }
     }
+    let tail: &'a Tail = tail;
+    let mut src: [&'a [u8]; 6 * WC] = [padv; 6 * WC];
+    for (r, row) in src.chunks_exact_mut(WC).enumerate() {
+        let iy = (4 * ty + r).wrapping_sub(1);
+        if iy >= iv.h || jx0 >= jx1 {
+            continue;
+        }
+        let base = iv.off + (iy * iv.w + 2 * tx0 + jx0 - 1) * iv.pixel_stride;
+        for j in jx0..jx1 {
+            let a = base + (j - jx0) * iv.pixel_stride;
+            if let (Some(d), Some(px)) = (row.get_mut(j), input.get(a..a + 2 * KP)) {
+                *d = px;
+            } else if let (Some(d), Some(t), true) = (row.get_mut(j), tail.get(r * WC + j), near_end[r]) {
+                *d = t;
+            }
+        }
+    }
+    src
 }
 
-/// A group's input window: `[row][column][byte]`, 4 rows × `2R + 2` pixels.
-type Window = [[[u8; 2 * MAX_KP]; 2 * R + 2]; 4];
-const _: () = assert!(core::mem::size_of::<Window>() <= core::mem::size_of::<[__m256i; 16 * 2 * R]>());
+/// Copies of the window's last pixels of the input, zero-padded.
+type Tail = [[u8; 2 * MAX_KP]; 6 * WC];
 
-/// The window in the bytes of the products' buffer (not in use while a group is transformed).
-#[inline(always)]
-fn window_in(m: &mut [__m256i; 16 * 2 * R]) -> Result<&mut Window, NnError> {
-    let bytes: &mut [u8] = pulp::bytemuck::cast_slice_mut(m.as_mut_slice());
-    let w = bytes.get_mut(..core::mem::size_of::<Window>()).ok_or(NnError::Malformed)?;
-    pulp::bytemuck::try_from_bytes_mut(w).map_err(|_| NnError::Malformed)
-}
+/// The column transforms of a window (`[column][row of B₄ᵀ]`, 16 channels).
+type Cols = [[__m256i; 6]; WC];
 
-/// `V = Bᵀ·d·B` of the `R` tiles of a window into `vbuf[ξ][tile]`,
-/// `Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]`, exact in `i16` (|each| ≤ 4·128):
-/// for each vector of 16 channels and each row of `Bᵀ`, the column transforms `Bᵀ·d` of the
-/// window's columns (each shared by the two tiles that read it), then the row transforms.
+/// `V = B₄ᵀ·d·B₂` of the `R` tiles of a window (`src` from [`window_sources`]) into
+/// `vbuf[ξ][tile]`, `B₂ᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]`, exact in `i16`
+/// (|each| ≤ 2560): for each vector of 16 channels, the column transforms `B₄ᵀ·d` of the
+/// window's columns into `c` (each shared by the two tiles that read it), then the row
+/// transforms.
 #[inline(always)]
-fn transform_group<const KP: usize>(s: V3, win: &Window, vbuf: &mut [[[i32; KP]; R]; 16]) {
+fn transform_group<const KP: usize>(
+    s: V3,
+    src: &[&[u8]; 6 * WC],
+    c: &mut Cols,
+    vbuf: &mut [[[i32; KP]; R]; NX],
+) {
     let a = s.avx2;
     let (add, sub) = (|x, y| a._mm256_add_epi16(x, y), |x, y| a._mm256_sub_epi16(x, y));
     for ch in 0..KP / 8 {
-        let ld = |r: usize, j: usize| -> __m256i {
-            let b = win[r][j].get(16 * ch..16 * ch + 16).and_then(|b| <&[u8; 16]>::try_from(b).ok());
-            a._mm256_cvtepi8_epi16(pulp::cast(*b.unwrap_or(&[0; 16])))
-        };
-        for r in 0..4 {
-            let mut c = [s.avx._mm256_setzero_si256(); 2 * R + 2];
-            for (j, cj) in c.iter_mut().enumerate() {
-                *cj = match r {
-                    0 => sub(ld(0, j), ld(2, j)),
-                    1 => add(ld(1, j), ld(2, j)),
-                    2 => sub(ld(2, j), ld(1, j)),
-                    _ => sub(ld(1, j), ld(3, j)),
-                };
-            }
+        let ld = |r: usize, j: usize| load16(s, src[r * WC + j], 16 * ch);
+        for (j, cj) in c.iter_mut().enumerate() {
+            let (d0, d1, d2, d3, d4, d5) = (ld(0, j), ld(1, j), ld(2, j), ld(3, j), ld(4, j), ld(5, j));
+            let (e, f) = (sub(d4, d2), sub(d1, d3));
+            let f2 = add(f, f);
+            cj[0] = add(a._mm256_slli_epi16::<2>(sub(d0, d2)), e);
+            cj[1] = sub(add(d3, d4), a._mm256_slli_epi16::<2>(add(d1, d2)));
+            cj[2] = add(sub(d4, d3), a._mm256_slli_epi16::<2>(sub(d1, d2)));
+            cj[3] = sub(e, f2);
+            cj[4] = add(e, f2);
+            cj[5] = add(add(f2, f2), sub(d5, d3));
+        }
+        // Row transforms of each tile.
+        for i in 0..6 {
             for t in 0..R {
-                let (e0, e1, e2, e3) = (c[2 * t], c[2 * t + 1], c[2 * t + 2], c[2 * t + 3]);
+                let (e0, e1, e2, e3) = (c[2 * t][i], c[2 * t + 1][i], c[2 * t + 2][i], c[2 * t + 3][i]);
                 let v = [sub(e0, e2), add(e1, e2), sub(e2, e1), sub(e1, e3)];
                 for (k, vv) in v.iter().enumerate() {
-                    if let Some(dst) = vbuf[4 * r + k][t].get_mut(ch * 8..ch * 8 + 8) {
+                    if let Some(dst) = vbuf[4 * i + k][t].get_mut(ch * 8..ch * 8 + 8) {
                         dst.copy_from_slice(&pulp::cast::<__m256i, [i32; 8]>(*vv));
                     }
                 }
@@ -582,6 +661,23 @@ mod tests {
                         _ => [1, 3],
                     };
                     check(h, w, cin, cout, gap, seed % 2 == 1, seed % 4 < 2, seed);
+                    seed += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_generic_on_partial_groups_and_image_ends() {
+        // Rows of tiles that are not a multiple of the group (5 tiles = 10 columns), heights
+        // not a multiple of the tile (4 rows), and inputs that end right after the last
+        // pixel's channels (the window's copies of the last pixels, in several rows when the
+        // pixel stride is small).
+        let mut seed = 500;
+        for (h, w) in [(1, 9), (2, 12), (3, 21), (5, 22), (6, 23), (7, 10), (9, 31), (13, 4)] {
+            for cin in [1, 3, 16, 31, 64] {
+                for (cout, gap) in [(16, [0, 0]), (24, [2, 40]), (40, [0, 1])] {
+                    check(h, w, cin, cout, gap, seed % 2 == 0, seed % 3 != 0, seed);
                     seed += 1;
                 }
             }
