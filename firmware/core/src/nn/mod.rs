@@ -20,9 +20,10 @@
 //! Kernels ([`ops::conv2d`] dispatches): dense convolutions (1×1 and k×k) through a gathered
 //! receptive field; 3×3 depthwise convolutions on flat rows ([`depthwise`]); exact integer
 //! Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions ([`winograd`]); on x86-64 hosts with
-//! AVX2 and the `simd` feature, AVX2 kernels picked at run time (a `vpmaddwd` micro-kernel of four
-//! pixels × 16 channels, exact integer Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions, and
-//! vectorised requantisation). Every kernel computes the same integers as the reference
+//! AVX2 and the `simd` feature, AVX2 kernels picked at run time, one per kind of layer
+//! (`x86`: a `vpmaddwd` micro-kernel of six pixels × 16 channels for dense convolutions, 1×1
+//! layers with few input channels, the first layer, 3×3 depthwise, exact integer Winograd
+//! F(4×2, 3×3) for 3×3 stride-1 convolutions, the additions, and vectorised requantisation). Every kernel computes the same integers as the reference
 //! `conv_generic` (the tests compare them byte for byte), so the device and any host agree
 //! bit for bit. The `simd` feature adds the `pulp` crate, whose own code holds the CPU-feature
 //! probe and the `unsafe` call into AVX2 code; veil-core itself has no `unsafe`.

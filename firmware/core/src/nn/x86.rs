@@ -14,6 +14,10 @@
 //!   wrapping zero-point add, and saturation to int8 by the signed packs that turn the lanes
 //!   into bytes.
 //!
+//! Stack: the kernels keep their packed weights and staged inputs in stack buffers, up to about
+//! 128 KiB (Winograd, [`wino`]); host threads have far more (Rust's default for spawned threads
+//! is 2 MiB). The device never runs this module.
+//!
 //! No `unsafe` here: `pulp` checks the CPU features and hands out a `V3` token whose methods
 //! are the AVX2 intrinsics; vectors are converted from and to plain arrays with `pulp::cast`.
 

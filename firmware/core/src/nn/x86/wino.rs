@@ -29,7 +29,7 @@
 //! # Blocking
 //!
 //! - Output channels go in blocks of 16 ([`OB`]); the transformed weights of as many blocks
-//!   as fit in 48 KiB are held at a time (one at 64 input channels, two at 32, four at 16),
+//!   as fit in 96 KiB are held at a time (two at 64 input channels, four at 32 or fewer),
 //!   packed as `[block][ξ][pair][16 channels][2]` `i16`: each block is transformed with
 //!   vectors along the input channels, then transposed (8×8 `i32` transposes) into that layout.
 //! - Tiles go in groups of [`R`] = 5 along a row of tiles (5, 10 and 20 tiles in the model's
@@ -45,10 +45,10 @@
 //!   `A₄ᵀ·M·A₂`, the division by 48 and the requantisation of the group's pixels, both halves
 //!   of a block packed into one 16-byte store per pixel.
 //!
-//! The input is transformed once per chunk of blocks (four times at 64 → 64 channels, where
-//! F(2×2, 3×3) held two blocks in 64 KiB and transformed it twice: about a quarter of the
-//! time at 64 → 64 channels is the input's transforms, the products 55 %, the output stage
-//! 13 %). The micro-kernel runs at about 7 cycles per channel pair (10 `vpmaddwd`, 10
+//! The input is transformed once per chunk of blocks (twice at 64 → 64 channels). With 48 KiB
+//! of weights it was four times, about a quarter of the time at 64 → 64 channels (the products
+//! 55 %, the output stage 13 %); 96 KiB took the 40×32, 64 → 64 layer from 0.353 to 0.304 ms
+//! and 64 → 32 from 0.177 to 0.153 (best of 300, alternately; 192 KiB gained nothing more). The micro-kernel runs at about 7 cycles per channel pair (10 `vpmaddwd`, 10
 //! `vpaddd`, 5 `vpbroadcastd`, which on Zen 3 also takes a vector ALU slot: 6.25 cycles at 4
 //! vector ops per cycle, the bound for any number of tiles).
 //!
@@ -57,7 +57,7 @@
 //! 0.181 → 0.176; 64 → 16 0.098 → 0.088; 16 → 16 0.035 → 0.034; 20×16, 64 → 64 0.111 →
 //! 0.095, 64 → 32 0.056 → 0.048, 64 → 16 0.031 → 0.025.
 //!
-//! Stack: about 80 KiB (weights 48 KiB, transformed group 15 KiB, products 7.5 KiB, which
+//! Stack: about 128 KiB (weights 96 KiB, transformed group 15 KiB, products 7.5 KiB, which
 //! also hold the weight transform's scratch, copies of the input's last pixels 4.5 KiB,
 //! column transforms 2.3 KiB, pixel slices 1.1 KiB, requantisation constants 2 KiB). This
 //! code runs only on x86-64 hosts, whose threads have at least Rust's default 2 MiB of stack;
@@ -77,8 +77,8 @@ use crate::nn::NnError;
 const R: usize = 5;
 /// Positions of the transform domain (6 rows × 4 columns), `ξ = 4·row + column`.
 const NX: usize = 24;
-/// Transformed-weight rows held at a time (48 KiB of `[i16; 32]`): positions × pairs × blocks.
-const WU: usize = 768;
+/// Transformed-weight rows held at a time (96 KiB of `[i16; 32]`): positions × pairs × blocks.
+const WU: usize = 1536;
 /// Most blocks of transformed weights held at a time (a bound on the requantisation constants
 /// held).
 const NB_MAX: usize = 4;
