@@ -425,9 +425,44 @@ pub fn conv3x3_winograd(
     Ok(())
 }
 
+/// The argument checks both Winograd kernels (this one and the AVX2 one) must make: `run`
+/// (a kernel with `zp_out` fixed) must accept a consistent small case and reject, with
+/// [`NnError::Malformed`], a short input, output, weights, records or padding, stride 2, a
+/// pixel stride below the channel count, and views whose extent overflows.
+#[cfg(test)]
+pub(super) fn assert_rejects_inconsistent_arguments(
+    mut run: impl FnMut(&[u8], &View, &mut [u8], &View, &ConvGeom, &[u8], &[u8], Pad<'_>) -> Result<(), NnError>,
+) {
+    use super::blob::CHAN_REC;
+    use std::vec::Vec;
+    let iv = View { h: 4, w: 3, c: 2, pixel_stride: 2, off: 0 };
+    let ov = View { h: 4, w: 3, c: 3, pixel_stride: 3, off: 0 };
+    let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 40, sh_neg: 40 }.write();
+    let params: Vec<u8> = q.iter().cycle().take(3 * CHAN_REC).copied().collect();
+    let wts = [1u8; 54];
+    let g = ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 };
+    let mut out = [0u8; 36];
+    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), Ok(()));
+    let e = Err(NnError::Malformed);
+    assert_eq!(run(&[0; 23], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "short input");
+    assert_eq!(run(&[0; 24], &iv, &mut out[..35], &ov, &g, &wts, &params, Pad::Zp(0)), e, "short output");
+    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts[..53], &params, Pad::Zp(0)), e, "short weights");
+    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params[..47], Pad::Zp(0)), e, "short params");
+    let short_pad = Pad::PerChannel(&[0]);
+    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, short_pad), e, "short pad");
+    let g2 = ConvGeom { stride: 2, ..g };
+    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g2, &wts, &params, Pad::Zp(0)), e, "stride 2");
+    let narrow = View { pixel_stride: 1, ..iv };
+    assert_eq!(run(&[0; 24], &narrow, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "pixel stride < c");
+    let far = View { off: usize::MAX - 4, ..iv };
+    assert_eq!(run(&[0; 24], &far, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "offset overflow");
+    let huge = View { h: usize::MAX / 2, ..ov };
+    assert_eq!(run(&[0; 24], &iv, &mut out, &huge, &g, &wts, &params, Pad::Zp(0)), e, "size overflow");
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::blob::{CHAN_REC, MAX_SHIFT};
+    use super::super::blob::MAX_SHIFT;
     use super::super::ops::conv_generic;
     use super::super::testutil::Rng;
     use super::*;
@@ -588,44 +623,9 @@ mod tests {
 
     #[test]
     fn inconsistent_arguments_are_errors() {
-        let iv = View { h: 4, w: 3, c: 2, pixel_stride: 2, off: 0 };
-        let ov = View { h: 4, w: 3, c: 3, pixel_stride: 3, off: 0 };
-        let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 40, sh_neg: 40 }.write();
-        let params: Vec<u8> = q.iter().cycle().take(3 * CHAN_REC).copied().collect();
-        let wts = [1u8; 54];
-        let g = geom();
-        let run =
-            |inp: &[u8], iv: &View, out: &mut [u8], ov: &View, g: &ConvGeom, w: &[u8], p: &[u8], pad| {
-                conv3x3_winograd(inp, iv, out, ov, g, w, p, pad, 0)
-            };
-        let mut out = [0u8; 36];
-        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), Ok(()));
-        let e = Err(NnError::Malformed);
-        assert_eq!(run(&[0; 23], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "short input");
-        assert_eq!(run(&[0; 24], &iv, &mut out[..35], &ov, &g, &wts, &params, Pad::Zp(0)), e, "short output");
-        assert_eq!(
-            run(&[0; 24], &iv, &mut out, &ov, &g, &wts[..53], &params, Pad::Zp(0)),
-            e,
-            "short weights"
-        );
-        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params[..47], Pad::Zp(0)), e, "short params");
-        assert_eq!(
-            run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::PerChannel(&[0])),
-            e,
-            "short pad"
-        );
-        let g2 = ConvGeom { stride: 2, ..g };
-        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g2, &wts, &params, Pad::Zp(0)), e, "stride 2");
-        let narrow = View { pixel_stride: 1, ..iv };
-        assert_eq!(
-            run(&[0; 24], &narrow, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)),
-            e,
-            "pixel stride < c"
-        );
-        let far = View { off: usize::MAX - 4, ..iv };
-        assert_eq!(run(&[0; 24], &far, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "offset overflow");
-        let huge = View { h: usize::MAX / 2, ..ov };
-        assert_eq!(run(&[0; 24], &iv, &mut out, &huge, &g, &wts, &params, Pad::Zp(0)), e, "size overflow");
+        assert_rejects_inconsistent_arguments(|inp, iv, out, ov, g, w, p, pad| {
+            conv3x3_winograd(inp, iv, out, ov, g, w, p, pad, 0)
+        });
     }
 
     proptest! {

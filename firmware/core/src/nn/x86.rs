@@ -139,7 +139,8 @@ fn add_split(
 ) -> Result<(), NnError> {
     let (avx, avx2) = (s.avx, s.avx2);
     let set = |v: i32| avx._mm256_set1_epi32(v);
-    let (mh0, ml0, mh1, ml1) = (set(k.m[0] >> 16), set(k.m[0] & 0xFFFF), set(k.m[1] >> 16), set(k.m[1] & 0xFFFF));
+    let (mh0, ml0, mh1, ml1) =
+        (set(k.m[0] >> 16), set(k.m[0] & 0xFFFF), set(k.m[1] >> 16), set(k.m[1] & 0xFFFF));
     let (za, zb, zo) = (set(k.za as i32), set(k.zb as i32), set(k.zo as i32));
     let rnd = set(1 << (k.shift.clamp(17, 47) - 17));
     let count = s.sse2._mm_cvtsi32_si128(k.shift as i32 - 16);
@@ -156,11 +157,12 @@ fn add_split(
                     let j = i + 8 * h.min(n / 8 - 1);
                     let va = avx2._mm256_sub_epi32(widen8(s, ra, j)?, za);
                     let vb = avx2._mm256_sub_epi32(widen8(s, rb, j)?, zb);
-                    let hi =
-                        avx2._mm256_add_epi32(avx2._mm256_mullo_epi32(va, mh0), avx2._mm256_mullo_epi32(vb, mh1));
-                    let lo =
-                        avx2._mm256_add_epi32(avx2._mm256_mullo_epi32(va, ml0), avx2._mm256_mullo_epi32(vb, ml1));
-                    let t = avx2._mm256_add_epi32(avx2._mm256_add_epi32(hi, rnd), avx2._mm256_srai_epi32::<16>(lo));
+                    let hi = avx2
+                        ._mm256_add_epi32(avx2._mm256_mullo_epi32(va, mh0), avx2._mm256_mullo_epi32(vb, mh1));
+                    let lo = avx2
+                        ._mm256_add_epi32(avx2._mm256_mullo_epi32(va, ml0), avx2._mm256_mullo_epi32(vb, ml1));
+                    let t = avx2
+                        ._mm256_add_epi32(avx2._mm256_add_epi32(hi, rnd), avx2._mm256_srai_epi32::<16>(lo));
                     *vh = avx2._mm256_add_epi32(avx2._mm256_sra_epi32(t, count), zo);
                 }
                 put(ro, i, &to_bytes(s, v[0], v[1]), n)?;

@@ -726,51 +726,30 @@ mod tests {
     #[test]
     fn inconsistent_arguments_are_errors() {
         let Some(s) = super::super::v3() else { return };
+        crate::nn::winograd::assert_rejects_inconsistent_arguments(|input, iv, output, ov, g, w, p, pad| {
+            conv3x3_winograd(s, ConvArgs { input, iv, output, ov, g, weights: w, params: p, pad, zp_out: 0 })
+        });
+        // Beyond the portable kernel's cases: more input channels than this kernel holds.
         let iv = View { h: 4, w: 3, c: 2, pixel_stride: 2, off: 0 };
         let ov = View { h: 4, w: 3, c: 3, pixel_stride: 3, off: 0 };
         let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 40, sh_neg: 40 }.write();
         let params: Vec<u8> = q.iter().cycle().take(3 * CHAN_REC).copied().collect();
-        let wts = [1u8; 54];
-        let g = geom();
-        let run =
-            |input: &[u8], iv: &View, output: &mut [u8], ov: &View, g: &ConvGeom, w: &[u8], p: &[u8], pad| {
-                conv3x3_winograd(
-                    s,
-                    ConvArgs { input, iv, output, ov, g, weights: w, params: p, pad, zp_out: 0 },
-                )
-            };
-        let mut out = [0u8; 36];
-        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), Ok(()));
-        let e = Err(NnError::Malformed);
-        assert_eq!(run(&[0; 23], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "short input");
-        assert_eq!(run(&[0; 24], &iv, &mut out[..35], &ov, &g, &wts, &params, Pad::Zp(0)), e, "short output");
-        assert_eq!(
-            run(&[0; 24], &iv, &mut out, &ov, &g, &wts[..53], &params, Pad::Zp(0)),
-            e,
-            "short weights"
-        );
-        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params[..47], Pad::Zp(0)), e, "short params");
-        assert_eq!(
-            run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::PerChannel(&[0])),
-            e,
-            "short pad"
-        );
-        let g2 = ConvGeom { stride: 2, ..g };
-        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g2, &wts, &params, Pad::Zp(0)), e, "stride 2");
-        let narrow = View { pixel_stride: 1, ..iv };
-        assert_eq!(
-            run(&[0; 24], &narrow, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)),
-            e,
-            "pixel stride < c"
-        );
-        let far = View { off: usize::MAX - 4, ..iv };
-        assert_eq!(run(&[0; 24], &far, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "offset overflow");
-        let huge = View { h: usize::MAX / 2, ..ov };
-        assert_eq!(run(&[0; 24], &iv, &mut out, &huge, &g, &wts, &params, Pad::Zp(0)), e, "size overflow");
+        let (g, mut out, e) = (geom(), [0u8; 36], Err(NnError::Malformed));
         let wide = View { c: MAX_CIN + 1, pixel_stride: MAX_CIN + 1, ..iv };
         let big = vec![0u8; 12 * (MAX_CIN + 1)];
         let wb = vec![0u8; 3 * 9 * (MAX_CIN + 1)];
-        assert_eq!(run(&big, &wide, &mut out, &ov, &g, &wb, &params, Pad::Zp(0)), e, "cin > MAX_CIN");
+        let a = ConvArgs {
+            input: &big,
+            iv: &wide,
+            output: &mut out,
+            ov: &ov,
+            g: &g,
+            weights: &wb,
+            params: &params,
+            pad: Pad::Zp(0),
+            zp_out: 0,
+        };
+        assert_eq!(conv3x3_winograd(s, a), e, "cin > MAX_CIN");
     }
 
     proptest! {
