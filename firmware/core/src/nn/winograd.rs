@@ -425,48 +425,15 @@ pub fn conv3x3_winograd(
     Ok(())
 }
 
-/// The argument checks both Winograd kernels (this one and the AVX2 one) must make: `run`
-/// (a kernel with `zp_out` fixed) must accept a consistent small case and reject, with
-/// [`NnError::Malformed`], a short input, output, weights, records or padding, stride 2, a
-/// pixel stride below the channel count, and views whose extent overflows.
+/// Checks shared by the tests of both Winograd kernels (this one and the AVX2 one). Each takes
+/// the kernel under test as `run`, with the arguments of [`super::ops::conv2d`].
 #[cfg(test)]
-pub(super) fn assert_rejects_inconsistent_arguments(
-    mut run: impl FnMut(&[u8], &View, &mut [u8], &View, &ConvGeom, &[u8], &[u8], Pad<'_>) -> Result<(), NnError>,
-) {
-    use super::blob::CHAN_REC;
-    use std::vec::Vec;
-    let iv = View { h: 4, w: 3, c: 2, pixel_stride: 2, off: 0 };
-    let ov = View { h: 4, w: 3, c: 3, pixel_stride: 3, off: 0 };
-    let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 40, sh_neg: 40 }.write();
-    let params: Vec<u8> = q.iter().cycle().take(3 * CHAN_REC).copied().collect();
-    let wts = [1u8; 54];
-    let g = ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 };
-    let mut out = [0u8; 36];
-    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), Ok(()));
-    let e = Err(NnError::Malformed);
-    assert_eq!(run(&[0; 23], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "short input");
-    assert_eq!(run(&[0; 24], &iv, &mut out[..35], &ov, &g, &wts, &params, Pad::Zp(0)), e, "short output");
-    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts[..53], &params, Pad::Zp(0)), e, "short weights");
-    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params[..47], Pad::Zp(0)), e, "short params");
-    let short_pad = Pad::PerChannel(&[0]);
-    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, short_pad), e, "short pad");
-    let g2 = ConvGeom { stride: 2, ..g };
-    assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g2, &wts, &params, Pad::Zp(0)), e, "stride 2");
-    let narrow = View { pixel_stride: 1, ..iv };
-    assert_eq!(run(&[0; 24], &narrow, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "pixel stride < c");
-    let far = View { off: usize::MAX - 4, ..iv };
-    assert_eq!(run(&[0; 24], &far, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "offset overflow");
-    let huge = View { h: usize::MAX / 2, ..ov };
-    assert_eq!(run(&[0; 24], &iv, &mut out, &huge, &g, &wts, &params, Pad::Zp(0)), e, "size overflow");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::blob::MAX_SHIFT;
-    use super::super::ops::conv_generic;
+pub(super) mod shared_tests {
+    use super::super::blob::CHAN_REC;
+    use super::super::ops::{conv_generic, ChanQ, ConvGeom, Pad, View};
     use super::super::testutil::Rng;
-    use super::*;
-    use proptest::prelude::*;
+    use super::super::NnError;
+    use super::applies;
     use std::format;
     use std::vec;
     use std::vec::Vec;
@@ -475,22 +442,21 @@ mod tests {
         ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 }
     }
 
-    /// Random requantisation records: any bias and multipliers, shifts up to [`MAX_SHIFT`].
-    fn params(r: &mut Rng, cout: usize) -> Vec<u8> {
-        let mut p = Vec::new();
-        for _ in 0..cout {
-            let sh = |r: &mut Rng| (r.next() % (MAX_SHIFT as u32 + 1)) as u8;
-            let m_neg = if r.next() & 3 == 0 { 0 } else { r.int() };
-            let q = ChanQ { bias: r.int(), m_pos: r.int(), m_neg, sh_pos: sh(r), sh_neg: sh(r) };
-            p.extend_from_slice(&q.write());
-        }
-        p
-    }
-
-    /// Run [`conv3x3_winograd`] and [`conv_generic`] on the same data and compare every byte
-    /// of the output buffers, including those outside the output view.
+    /// Run the kernel and `conv_generic` on the same data and compare every byte of the output
+    /// buffers, including those outside the output view.
     #[allow(clippy::too_many_arguments)]
-    fn compare(
+    pub(in crate::nn) fn compare(
+        mut run: impl FnMut(
+            &[u8],
+            &View,
+            &mut [u8],
+            &View,
+            &ConvGeom,
+            &[u8],
+            &[u8],
+            Pad<'_>,
+            i8,
+        ) -> Result<(), NnError>,
         input: &[u8],
         iv: &View,
         ov: &View,
@@ -504,28 +470,162 @@ mod tests {
         assert!(applies(iv, ov, &geom()), "{what}");
         let mut got = vec![0x55u8; out_len];
         let mut want = vec![0x55u8; out_len];
-        conv3x3_winograd(input, iv, &mut got, ov, &geom(), wts, params, pad, zp).unwrap();
+        run(input, iv, &mut got, ov, &geom(), wts, params, pad, zp).unwrap();
         conv_generic(input, iv, &mut want, ov, &geom(), wts, params, pad, zp).unwrap();
         assert_eq!(got, want, "{what}");
     }
 
-    /// One random case: tensors inside wider buffers (`gap` extra bytes between pixels and
-    /// before the first), random data with int8 extremes, either kind of padding.
+    /// One random case compared with `conv_generic`: tensors inside wider buffers (`gap` extra
+    /// bytes between pixels, and up to 3 before the first; the input ends exactly at the view's
+    /// last byte), random data with int8 extremes, either kind of padding, requantisation
+    /// records with any shifts or (`short`) shifts of at least 33.
     #[allow(clippy::too_many_arguments)]
-    fn check(h: usize, w: usize, cin: usize, cout: usize, gap: [usize; 2], per_chan: bool, seed: u32) {
+    pub(in crate::nn) fn check(
+        run: impl FnMut(
+            &[u8],
+            &View,
+            &mut [u8],
+            &View,
+            &ConvGeom,
+            &[u8],
+            &[u8],
+            Pad<'_>,
+            i8,
+        ) -> Result<(), NnError>,
+        (h, w, cin, cout): (usize, usize, usize, usize),
+        gap: [usize; 2],
+        per_chan: bool,
+        short: bool,
+        seed: u32,
+    ) {
         let mut r = Rng(seed);
         let (ips, ioff) = (cin + gap[0], gap[0].min(3));
-        let (ops_, ooff) = (cout + gap[1], gap[1].min(2));
+        let (ops_, ooff) = (cout + gap[1], gap[1].min(3));
         let iv = View { h, w, c: cin, pixel_stride: ips, off: ioff };
         let ov = View { h, w, c: cout, pixel_stride: ops_, off: ooff };
-        let input: Vec<u8> = (0..h * w * ips + ioff).map(|_| r.byte()).collect();
+        let input: Vec<u8> = (0..(h * w - 1) * ips + ioff + cin).map(|_| r.byte()).collect();
         let wts: Vec<u8> = (0..cout * 9 * cin).map(|_| r.byte()).collect();
-        let params = params(&mut r, cout);
+        let params: Vec<u8> = (0..cout).flat_map(|_| r.chan_q(short).write()).collect();
         let padv: Vec<u8> = (0..cin).map(|_| r.byte()).collect();
         let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };
         let zp = r.byte() as i8;
-        let what = format!("{h}x{w} {cin}->{cout} gap {gap:?} per_chan {per_chan} seed {seed}");
-        compare(&input, &iv, &ov, h * w * ops_ + ooff + 1, &wts, &params, pad, zp, &what);
+        let what = format!("{h}x{w} {cin}->{cout} gap {gap:?} per_chan {per_chan} short {short} seed {seed}");
+        compare(run, &input, &iv, &ov, h * w * ops_ + ooff + 1, &wts, &params, pad, zp, &what);
+    }
+
+    /// Every input and padding value `x`, every weight `wv`: each output's accumulator is
+    /// 9 · cin · x · wv, up to 9 · 64 · 128 · 128 in magnitude (`cin` = `MAX_CIN`), the largest
+    /// the kernels can see. Biases −acc + k with unit multipliers give outputs zp + k: any error
+    /// shows.
+    pub(in crate::nn) fn assert_extreme_accumulators_exact(
+        mut run: impl FnMut(
+            &[u8],
+            &View,
+            &mut [u8],
+            &View,
+            &ConvGeom,
+            &[u8],
+            &[u8],
+            Pad<'_>,
+            i8,
+        ) -> Result<(), NnError>,
+    ) {
+        let (h, w, cin, cout) = (3, 5, super::MAX_CIN, 7);
+        let iv = View { h, w, c: cin, pixel_stride: cin, off: 0 };
+        let ov = View { h, w, c: cout, pixel_stride: cout, off: 0 };
+        for (x, wv) in [(-128i8, -128i8), (-128, 127), (127, -128), (127, 127), (-128, 1), (0, -128)] {
+            let acc = 9 * cin as i32 * x as i32 * wv as i32;
+            let mut params = Vec::new();
+            for k in -3..=3 {
+                let q = ChanQ { bias: k - acc, m_pos: 1, m_neg: 1, sh_pos: 0, sh_neg: 0 };
+                params.extend_from_slice(&q.write());
+            }
+            let input = vec![x as u8; h * w * cin];
+            let wts = vec![wv as u8; cout * 9 * cin];
+            compare(&mut run, &input, &iv, &ov, h * w * cout, &wts, &params, Pad::Zp(x), 5, "extremes");
+            let mut out = vec![0u8; h * w * cout];
+            run(&input, &iv, &mut out, &ov, &geom(), &wts, &params, Pad::Zp(x), 5).unwrap();
+            for px in out.chunks_exact(cout) {
+                assert_eq!(px.iter().map(|&b| b as i8).collect::<Vec<_>>(), [2, 3, 4, 5, 6, 7, 8]);
+            }
+        }
+    }
+
+    /// The argument checks both Winograd kernels (this one and the AVX2 one) must make: `run`
+    /// (a kernel with `zp_out` fixed) must accept a consistent small case and reject, with
+    /// [`NnError::Malformed`], a short input, output, weights, records or padding, stride 2, a
+    /// pixel stride below the channel count, and views whose extent overflows.
+    pub(in crate::nn) fn assert_rejects_inconsistent_arguments(
+        mut run: impl FnMut(
+            &[u8],
+            &View,
+            &mut [u8],
+            &View,
+            &ConvGeom,
+            &[u8],
+            &[u8],
+            Pad<'_>,
+        ) -> Result<(), NnError>,
+    ) {
+        let iv = View { h: 4, w: 3, c: 2, pixel_stride: 2, off: 0 };
+        let ov = View { h: 4, w: 3, c: 3, pixel_stride: 3, off: 0 };
+        let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 40, sh_neg: 40 }.write();
+        let params: Vec<u8> = q.iter().cycle().take(3 * CHAN_REC).copied().collect();
+        let wts = [1u8; 54];
+        let g = ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 };
+        let mut out = [0u8; 36];
+        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), Ok(()));
+        let e = Err(NnError::Malformed);
+        assert_eq!(run(&[0; 23], &iv, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "short input");
+        assert_eq!(run(&[0; 24], &iv, &mut out[..35], &ov, &g, &wts, &params, Pad::Zp(0)), e, "short output");
+        assert_eq!(
+            run(&[0; 24], &iv, &mut out, &ov, &g, &wts[..53], &params, Pad::Zp(0)),
+            e,
+            "short weights"
+        );
+        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params[..47], Pad::Zp(0)), e, "short params");
+        let short_pad = Pad::PerChannel(&[0]);
+        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g, &wts, &params, short_pad), e, "short pad");
+        let g2 = ConvGeom { stride: 2, ..g };
+        assert_eq!(run(&[0; 24], &iv, &mut out, &ov, &g2, &wts, &params, Pad::Zp(0)), e, "stride 2");
+        let narrow = View { pixel_stride: 1, ..iv };
+        assert_eq!(
+            run(&[0; 24], &narrow, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)),
+            e,
+            "pixel stride < c"
+        );
+        let far = View { off: usize::MAX - 4, ..iv };
+        assert_eq!(run(&[0; 24], &far, &mut out, &ov, &g, &wts, &params, Pad::Zp(0)), e, "offset overflow");
+        let huge = View { h: usize::MAX / 2, ..ov };
+        assert_eq!(run(&[0; 24], &iv, &mut out, &huge, &g, &wts, &params, Pad::Zp(0)), e, "size overflow");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::Rng;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The portable kernel, as the shared checks call it.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        input: &[u8],
+        iv: &View,
+        output: &mut [u8],
+        ov: &View,
+        g: &ConvGeom,
+        w: &[u8],
+        p: &[u8],
+        pad: Pad<'_>,
+        zp: i8,
+    ) -> Result<(), NnError> {
+        conv3x3_winograd(input, iv, output, ov, g, w, p, pad, zp)
+    }
+
+    /// One random case (any requantisation shifts), see [`shared_tests::check`].
+    fn check(h: usize, w: usize, cin: usize, cout: usize, gap: [usize; 2], per_chan: bool, seed: u32) {
+        shared_tests::check(run, (h, w, cin, cout), gap, per_chan, false, seed);
     }
 
     #[test]
@@ -576,28 +676,7 @@ mod tests {
 
     #[test]
     fn extreme_accumulators_are_exact() {
-        // Every input and padding value `x`, every weight `wv`: each output's accumulator is
-        // 9 · cin · x · wv, up to 9 · 64 · 128 · 128 in magnitude, the largest the kernel can
-        // see. Biases −acc + k with unit multipliers give outputs zp + k: any error shows.
-        let (h, w, cin, cout) = (3, 5, MAX_CIN, 7);
-        let iv = View { h, w, c: cin, pixel_stride: cin, off: 0 };
-        let ov = View { h, w, c: cout, pixel_stride: cout, off: 0 };
-        for (x, wv) in [(-128i8, -128i8), (-128, 127), (127, -128), (127, 127), (-128, 1), (0, -128)] {
-            let acc = 9 * cin as i32 * x as i32 * wv as i32;
-            let mut params = Vec::new();
-            for k in -3..=3 {
-                let q = ChanQ { bias: k - acc, m_pos: 1, m_neg: 1, sh_pos: 0, sh_neg: 0 };
-                params.extend_from_slice(&q.write());
-            }
-            let input = vec![x as u8; h * w * cin];
-            let wts = vec![wv as u8; cout * 9 * cin];
-            compare(&input, &iv, &ov, h * w * cout, &wts, &params, Pad::Zp(x), 5, "extremes");
-            let mut out = vec![0u8; h * w * cout];
-            conv3x3_winograd(&input, &iv, &mut out, &ov, &geom(), &wts, &params, Pad::Zp(x), 5).unwrap();
-            for px in out.chunks_exact(cout) {
-                assert_eq!(px.iter().map(|&b| b as i8).collect::<Vec<_>>(), [2, 3, 4, 5, 6, 7, 8]);
-            }
-        }
+        shared_tests::assert_extreme_accumulators_exact(run);
     }
 
     #[test]
@@ -623,8 +702,8 @@ mod tests {
 
     #[test]
     fn inconsistent_arguments_are_errors() {
-        assert_rejects_inconsistent_arguments(|inp, iv, out, ov, g, w, p, pad| {
-            conv3x3_winograd(inp, iv, out, ov, g, w, p, pad, 0)
+        shared_tests::assert_rejects_inconsistent_arguments(|inp, iv, out, ov, g, w, p, pad| {
+            run(inp, iv, out, ov, g, w, p, pad, 0)
         });
     }
 

@@ -538,11 +538,9 @@ fn transform_group<const KP: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::blob::MAX_SHIFT;
-    use crate::nn::ops::{conv_generic, ConvGeom, Pad, View};
-    use crate::nn::testutil::Rng;
+    use crate::nn::ops::{ConvGeom, Pad, View};
+    use crate::nn::winograd::shared_tests;
     use proptest::prelude::*;
-    use std::format;
     use std::vec;
     use std::vec::Vec;
 
@@ -550,52 +548,24 @@ mod tests {
         ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 }
     }
 
-    /// Random requantisation records: any bias and multipliers; shifts up to [`MAX_SHIFT`], or
-    /// (`short`) all at least 33, the requantisation's short form.
-    fn params(r: &mut Rng, cout: usize, short: bool) -> Vec<u8> {
-        let mut p = Vec::new();
-        for _ in 0..cout {
-            let sh = |r: &mut Rng| {
-                if short {
-                    33 + (r.next() % (MAX_SHIFT as u32 - 32)) as u8
-                } else {
-                    (r.next() % (MAX_SHIFT as u32 + 1)) as u8
-                }
-            };
-            let m_neg = if r.next() & 3 == 0 { 0 } else { r.int() };
-            let q = ChanQ { bias: r.int(), m_pos: r.int(), m_neg, sh_pos: sh(r), sh_neg: sh(r) };
-            p.extend_from_slice(&q.write());
-        }
-        p
-    }
-
-    /// Run the kernel and [`conv_generic`] on the same data and compare every byte of the
-    /// output buffers, including those outside the output view.
+    /// This kernel, with the arguments of `ops::conv2d`, as the shared checks call it.
     #[allow(clippy::too_many_arguments)]
-    fn compare(
+    fn run(
         input: &[u8],
         iv: &View,
+        output: &mut [u8],
         ov: &View,
-        out_len: usize,
-        wts: &[u8],
+        g: &ConvGeom,
+        weights: &[u8],
         params: &[u8],
         pad: Pad<'_>,
-        zp: i8,
-        what: &str,
-    ) {
-        let Some(s) = super::super::v3() else { return };
-        assert!(crate::nn::winograd::applies(iv, ov, &geom()), "{what}");
-        let mut got = vec![0x55u8; out_len];
-        let mut want = vec![0x55u8; out_len];
-        let g = geom();
-        let a = ConvArgs { input, iv, output: &mut got, ov, g: &g, weights: wts, params, pad, zp_out: zp };
-        conv3x3_winograd(s, a).unwrap();
-        conv_generic(input, iv, &mut want, ov, &g, wts, params, pad, zp).unwrap();
-        assert_eq!(got, want, "{what}");
+        zp_out: i8,
+    ) -> Result<(), NnError> {
+        let s = super::super::v3().expect("the tests return early without AVX2");
+        conv3x3_winograd(s, ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out })
     }
 
-    /// One random case: tensors inside wider buffers (`gap` extra bytes between pixels, and up
-    /// to 3 before the first), random data with int8 extremes, either kind of padding.
+    /// One random case, see [`shared_tests::check`].
     #[allow(clippy::too_many_arguments)]
     fn check(
         h: usize,
@@ -607,20 +577,9 @@ mod tests {
         short: bool,
         seed: u32,
     ) {
-        let mut r = Rng(seed);
-        let (ips, ioff) = (cin + gap[0], gap[0].min(3));
-        let (ops_, ooff) = (cout + gap[1], gap[1].min(3));
-        let iv = View { h, w, c: cin, pixel_stride: ips, off: ioff };
-        let ov = View { h, w, c: cout, pixel_stride: ops_, off: ooff };
-        // Exactly the view's extent: no slack after the last pixel.
-        let input: Vec<u8> = (0..(h * w - 1) * ips + ioff + cin).map(|_| r.byte()).collect();
-        let wts: Vec<u8> = (0..cout * 9 * cin).map(|_| r.byte()).collect();
-        let params = params(&mut r, cout, short);
-        let padv: Vec<u8> = (0..cin).map(|_| r.byte()).collect();
-        let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };
-        let zp = r.byte() as i8;
-        let what = format!("{h}x{w} {cin}->{cout} gap {gap:?} per_chan {per_chan} short {short} seed {seed}");
-        compare(&input, &iv, &ov, h * w * ops_ + ooff + 1, &wts, &params, pad, zp, &what);
+        if super::super::v3().is_some() {
+            shared_tests::check(run, (h, w, cin, cout), gap, per_chan, short, seed);
+        }
     }
 
     #[test]
@@ -686,70 +645,27 @@ mod tests {
 
     #[test]
     fn extreme_accumulators_are_exact() {
-        // Every input and padding value `x`, every weight `wv`: each output's accumulator is
-        // 9 · cin · x · wv, up to 9 · 64 · 128 · 128 in magnitude, the largest the kernel can
-        // see. Biases −acc + k with unit multipliers give outputs zp + k: any error shows.
-        let Some(s) = super::super::v3() else { return };
-        let (h, w, cin, cout) = (3, 5, MAX_CIN, 7);
-        let iv = View { h, w, c: cin, pixel_stride: cin, off: 0 };
-        let ov = View { h, w, c: cout, pixel_stride: cout, off: 0 };
-        for (x, wv) in [(-128i8, -128i8), (-128, 127), (127, -128), (127, 127), (-128, 1), (0, -128)] {
-            let acc = 9 * cin as i32 * x as i32 * wv as i32;
-            let mut params = Vec::new();
-            for k in -3..=3 {
-                let q = ChanQ { bias: k - acc, m_pos: 1, m_neg: 1, sh_pos: 0, sh_neg: 0 };
-                params.extend_from_slice(&q.write());
-            }
-            let input = vec![x as u8; h * w * cin];
-            let wts = vec![wv as u8; cout * 9 * cin];
-            compare(&input, &iv, &ov, h * w * cout, &wts, &params, Pad::Zp(x), 5, "extremes");
-            let mut out = vec![0u8; h * w * cout];
-            let g = geom();
-            let a = ConvArgs {
-                input: &input,
-                iv: &iv,
-                output: &mut out,
-                ov: &ov,
-                g: &g,
-                weights: &wts,
-                params: &params,
-                pad: Pad::Zp(x),
-                zp_out: 5,
-            };
-            conv3x3_winograd(s, a).unwrap();
-            for px in out.chunks_exact(cout) {
-                assert_eq!(px.iter().map(|&b| b as i8).collect::<Vec<_>>(), [2, 3, 4, 5, 6, 7, 8]);
-            }
+        if super::super::v3().is_some() {
+            shared_tests::assert_extreme_accumulators_exact(run);
         }
     }
 
     #[test]
     fn inconsistent_arguments_are_errors() {
-        let Some(s) = super::super::v3() else { return };
-        crate::nn::winograd::assert_rejects_inconsistent_arguments(|input, iv, output, ov, g, w, p, pad| {
-            conv3x3_winograd(s, ConvArgs { input, iv, output, ov, g, weights: w, params: p, pad, zp_out: 0 })
+        if super::super::v3().is_none() {
+            return;
+        }
+        shared_tests::assert_rejects_inconsistent_arguments(|inp, iv, out, ov, g, w, p, pad| {
+            run(inp, iv, out, ov, g, w, p, pad, 0)
         });
         // Beyond the portable kernel's cases: more input channels than this kernel holds.
-        let iv = View { h: 4, w: 3, c: 2, pixel_stride: 2, off: 0 };
+        let iv = View { h: 4, w: 3, c: MAX_CIN + 1, pixel_stride: MAX_CIN + 1, off: 0 };
         let ov = View { h: 4, w: 3, c: 3, pixel_stride: 3, off: 0 };
         let q = ChanQ { bias: 0, m_pos: 1 << 30, m_neg: 1 << 30, sh_pos: 40, sh_neg: 40 }.write();
         let params: Vec<u8> = q.iter().cycle().take(3 * CHAN_REC).copied().collect();
-        let (g, mut out, e) = (geom(), [0u8; 36], Err(NnError::Malformed));
-        let wide = View { c: MAX_CIN + 1, pixel_stride: MAX_CIN + 1, ..iv };
-        let big = vec![0u8; 12 * (MAX_CIN + 1)];
-        let wb = vec![0u8; 3 * 9 * (MAX_CIN + 1)];
-        let a = ConvArgs {
-            input: &big,
-            iv: &wide,
-            output: &mut out,
-            ov: &ov,
-            g: &g,
-            weights: &wb,
-            params: &params,
-            pad: Pad::Zp(0),
-            zp_out: 0,
-        };
-        assert_eq!(conv3x3_winograd(s, a), e, "cin > MAX_CIN");
+        let (big, wb) = (vec![0u8; 12 * (MAX_CIN + 1)], vec![0u8; 3 * 9 * (MAX_CIN + 1)]);
+        let r = run(&big, &iv, &mut [0u8; 36], &ov, &geom(), &wb, &params, Pad::Zp(0), 0);
+        assert_eq!(r, Err(NnError::Malformed), "cin > MAX_CIN");
     }
 
     proptest! {
