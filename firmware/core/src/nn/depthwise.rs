@@ -550,18 +550,93 @@ fn row_out(
     Ok(())
 }
 
+/// The random-case check shared by the tests of both 3×3 depthwise kernels (this one and the
+/// AVX2 one).
+#[cfg(test)]
+pub(super) mod shared_tests {
+    use super::super::ops::{conv_generic, ConvGeom, Pad, View};
+    use super::super::testutil::Rng;
+    use super::super::NnError;
+    use super::{applies, TAPS};
+    use std::vec;
+    use std::vec::Vec;
+
+    /// How the data of one case is drawn.
+    #[derive(Clone, Copy, Debug)]
+    pub(in crate::nn) struct Case {
+        pub(in crate::nn) h: usize,
+        pub(in crate::nn) w: usize,
+        pub(in crate::nn) c: usize,
+        pub(in crate::nn) stride: usize,
+        /// Extra bytes per pixel (input, output); offsets follow from them.
+        pub(in crate::nn) gap: [usize; 2],
+        pub(in crate::nn) per_chan: bool,
+        /// Short-form requantisation on (almost) every channel.
+        pub(in crate::nn) fast: bool,
+        /// Input and weights only int8 extremes.
+        pub(in crate::nn) extreme: bool,
+        pub(in crate::nn) seed: u32,
+    }
+
+    /// Run the kernel `run` (with the arguments of `ops::conv2d`) and `conv_generic` on one
+    /// random case, tensors inside wider buffers (the input ending exactly at the view's last
+    /// byte); every byte of the output buffers must match, including those outside the view.
+    pub(in crate::nn) fn check(
+        run: impl FnOnce(
+            &[u8],
+            &View,
+            &mut [u8],
+            &View,
+            &ConvGeom,
+            &[u8],
+            &[u8],
+            Pad<'_>,
+            i8,
+        ) -> Result<(), NnError>,
+        k: Case,
+    ) {
+        let Case { h, w, c, stride, gap, per_chan, fast, extreme, seed } = k;
+        let mut r = Rng(seed);
+        let (ips, ioff) = (c + gap[0], gap[0].min(3));
+        let (ops_, ooff) = (c + gap[1], gap[1].min(2));
+        let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+        let iv = View { h, w, c, pixel_stride: ips, off: ioff };
+        let ov = View { h: oh, w: ow, c, pixel_stride: ops_, off: ooff };
+        let byte = |r: &mut Rng| if extreme { [0x80, 0x7f][r.next() as usize % 2] } else { r.byte() };
+        let input: Vec<u8> = (0..(h * w - 1) * ips + c + ioff).map(|_| byte(&mut r)).collect();
+        let wts: Vec<u8> = (0..c * TAPS).map(|_| byte(&mut r)).collect();
+        let mut params = Vec::new();
+        for _ in 0..c {
+            // Mostly the requested kind; a channel of the other kind now and then.
+            let f = if r.next().is_multiple_of(50) { !fast } else { fast };
+            params.extend_from_slice(&r.chan_q(f).write());
+        }
+        let padv: Vec<u8> = (0..c).map(|_| r.byte()).collect();
+        let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };
+        let zp = r.byte() as i8;
+        let g = ConvGeom { k: 3, stride, pad: 1, groups: c };
+        assert!(applies(&iv, &ov, &g));
+        let len = oh * ow * ops_ + ooff + 1;
+        let mut got = vec![0x55u8; len];
+        let mut want = vec![0x55u8; len];
+        run(&input, &iv, &mut got, &ov, &g, &wts, &params, pad, zp).unwrap();
+        conv_generic(&input, &iv, &mut want, &ov, &g, &wts, &params, pad, zp).unwrap();
+        if got != want {
+            let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+            panic!("{k:?}: first difference at byte {i}: {} vs {}", got[i], want[i]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::ops::conv_generic;
     use super::super::testutil::Rng;
     use super::*;
     use proptest::prelude::*;
     use std::vec;
     use std::vec::Vec;
 
-    /// One random case: tensors inside wider buffers (extra bytes between pixels and before the
-    /// first), run through [`conv_dw3x3`] and [`conv_generic`]; every byte of the output
-    /// buffers must match, including those outside the output view.
+    /// One random case through [`conv_dw3x3`], see [`shared_tests::check`].
     #[allow(clippy::too_many_arguments)]
     fn check(
         h: usize,
@@ -573,35 +648,8 @@ mod tests {
         fast: bool,
         seed: u32,
     ) {
-        let mut r = Rng(seed);
-        let (ips, ioff) = (c + gap[0], gap[0].min(3));
-        let (ops_, ooff) = (c + gap[1], gap[1].min(2));
-        let oh = (h - 1) / stride + 1;
-        let ow = (w - 1) / stride + 1;
-        let iv = View { h, w, c, pixel_stride: ips, off: ioff };
-        let ov = View { h: oh, w: ow, c, pixel_stride: ops_, off: ooff };
-        let input: Vec<u8> = (0..h * w * ips + ioff).map(|_| r.byte()).collect();
-        let wts: Vec<u8> = (0..c * TAPS).map(|_| r.byte()).collect();
-        let mut params = Vec::new();
-        for _ in 0..c {
-            // Mostly the requested kind; a few channels of the other kind now and then.
-            let f = if r.next().is_multiple_of(64) { !fast } else { fast };
-            params.extend_from_slice(&r.chan_q(f).write());
-        }
-        let padv: Vec<u8> = (0..c).map(|_| r.byte()).collect();
-        let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };
-        let zp = r.byte() as i8;
-        let g = ConvGeom { k: 3, stride, pad: 1, groups: c };
-        assert!(applies(&iv, &ov, &g));
-        let len = oh * ow * ops_ + ooff + 1;
-        let mut got = vec![0x55u8; len];
-        let mut want = vec![0x55u8; len];
-        conv_dw3x3(&input, &iv, &mut got, &ov, &g, &wts, &params, pad, zp).unwrap();
-        conv_generic(&input, &iv, &mut want, &ov, &g, &wts, &params, pad, zp).unwrap();
-        assert_eq!(
-            got, want,
-            "{h}x{w}x{c} s{stride} gap {gap:?} per_chan {per_chan} fast {fast} seed {seed}"
-        );
+        let k = shared_tests::Case { h, w, c, stride, gap, per_chan, fast, extreme: false, seed };
+        shared_tests::check(conv_dw3x3, k);
     }
 
     #[test]

@@ -692,75 +692,21 @@ mod tests {
     use super::super::v3;
     use super::*;
     use crate::nn::blob::CHAN_REC;
-    use crate::nn::depthwise::applies;
-    use crate::nn::ops::{conv_generic, finish, ConvGeom};
-    use crate::nn::testutil::Rng;
+    use crate::nn::depthwise::shared_tests::{self, Case};
+    use crate::nn::ops::{finish, ConvGeom};
     use proptest::prelude::*;
     use std::vec;
     use std::vec::Vec;
 
-    /// How the data of one case is drawn.
-    #[derive(Clone, Copy, Debug)]
-    struct Case {
-        h: usize,
-        w: usize,
-        c: usize,
-        stride: usize,
-        /// Extra bytes per pixel (input, output); offsets follow from them.
-        gap: [usize; 2],
-        per_chan: bool,
-        /// Short-form requantisation on (almost) every channel.
-        fast: bool,
-        /// Input and weights only int8 extremes.
-        extreme: bool,
-        seed: u32,
-    }
-
-    /// Run [`conv_dw3x3`] and [`conv_generic`] on one random case, tensors inside wider buffers;
-    /// every byte of the output buffers must match, including those outside the output view.
+    /// One random case through [`conv_dw3x3`], see [`shared_tests::check`].
     fn check(k: Case) {
         let Some(s) = v3() else { return };
-        let Case { h, w, c, stride, gap, per_chan, fast, extreme, seed } = k;
-        let mut r = Rng(seed);
-        let (ips, ioff) = (c + gap[0], gap[0].min(3));
-        let (ops_, ooff) = (c + gap[1], gap[1].min(2));
-        let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
-        let iv = View { h, w, c, pixel_stride: ips, off: ioff };
-        let ov = View { h: oh, w: ow, c, pixel_stride: ops_, off: ooff };
-        let byte = |r: &mut Rng| if extreme { [0x80, 0x7f][r.next() as usize % 2] } else { r.byte() };
-        let input: Vec<u8> = (0..(h * w - 1) * ips + c + ioff).map(|_| byte(&mut r)).collect();
-        let wts: Vec<u8> = (0..c * TAPS).map(|_| byte(&mut r)).collect();
-        let mut params = Vec::new();
-        for _ in 0..c {
-            // Mostly the requested kind; a channel of the other kind now and then.
-            let f = if r.next().is_multiple_of(50) { !fast } else { fast };
-            params.extend_from_slice(&r.chan_q(f).write());
-        }
-        let padv: Vec<u8> = (0..c).map(|_| r.byte()).collect();
-        let pad = if per_chan { Pad::PerChannel(&padv) } else { Pad::Zp(r.byte() as i8) };
-        let zp = r.byte() as i8;
-        let g = ConvGeom { k: 3, stride, pad: 1, groups: c };
-        assert!(applies(&iv, &ov, &g));
-        let len = (oh * ow - 1) * ops_ + c + ooff + ops_ - c;
-        let mut got = vec![0x55u8; len];
-        let mut want = vec![0x55u8; len];
-        let a = ConvArgs {
-            input: &input,
-            iv: &iv,
-            output: &mut got,
-            ov: &ov,
-            g: &g,
-            weights: &wts,
-            params: &params,
-            pad,
-            zp_out: zp,
-        };
-        conv_dw3x3(s, a).unwrap();
-        conv_generic(&input, &iv, &mut want, &ov, &g, &wts, &params, pad, zp).unwrap();
-        if got != want {
-            let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
-            panic!("{k:?}: first difference at byte {i}: {} vs {}", got[i], want[i]);
-        }
+        shared_tests::check(
+            |input, iv, output, ov, g, weights, params, pad, zp_out| {
+                conv_dw3x3(s, ConvArgs { input, iv, output, ov, g, weights, params, pad, zp_out })
+            },
+            k,
+        );
     }
 
     fn case(h: usize, w: usize, c: usize, stride: usize, seed: u32) -> Case {
