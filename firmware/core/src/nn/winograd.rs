@@ -438,6 +438,16 @@ pub(super) mod shared_tests {
     use std::vec;
     use std::vec::Vec;
 
+    /// A kernel under test, with the arguments of `ops::conv2d`.
+    pub(in crate::nn) trait Run:
+        FnMut(&[u8], &View, &mut [u8], &View, &ConvGeom, &[u8], &[u8], Pad<'_>, i8) -> Result<(), NnError>
+    {
+    }
+    impl<F> Run for F where
+        F: FnMut(&[u8], &View, &mut [u8], &View, &ConvGeom, &[u8], &[u8], Pad<'_>, i8) -> Result<(), NnError>
+    {
+    }
+
     fn geom() -> ConvGeom {
         ConvGeom { k: 3, stride: 1, pad: 1, groups: 1 }
     }
@@ -446,17 +456,7 @@ pub(super) mod shared_tests {
     /// buffers, including those outside the output view.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::nn) fn compare(
-        mut run: impl FnMut(
-            &[u8],
-            &View,
-            &mut [u8],
-            &View,
-            &ConvGeom,
-            &[u8],
-            &[u8],
-            Pad<'_>,
-            i8,
-        ) -> Result<(), NnError>,
+        mut run: impl Run,
         input: &[u8],
         iv: &View,
         ov: &View,
@@ -481,17 +481,7 @@ pub(super) mod shared_tests {
     /// records with any shifts or (`short`) shifts of at least 33.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::nn) fn check(
-        run: impl FnMut(
-            &[u8],
-            &View,
-            &mut [u8],
-            &View,
-            &ConvGeom,
-            &[u8],
-            &[u8],
-            Pad<'_>,
-            i8,
-        ) -> Result<(), NnError>,
+        run: impl Run,
         (h, w, cin, cout): (usize, usize, usize, usize),
         gap: [usize; 2],
         per_chan: bool,
@@ -513,23 +503,38 @@ pub(super) mod shared_tests {
         compare(run, &input, &iv, &ov, h * w * ops_ + ooff + 1, &wts, &params, pad, zp, &what);
     }
 
+    /// The face model's Winograd shapes at reduced heights through [`check`], with either kind
+    /// of padding and requantisation records.
+    pub(in crate::nn) fn check_model_shapes(mut run: impl Run) {
+        // The model's shapes at reduced heights (full widths, both parities of the height),
+        // some writing channel slices of a 64-channel concat tensor.
+        let mut seed = 1;
+        for &(h, w, cin, cout, ops_) in &[
+            (5, 40, 64, 64, 64),
+            (4, 40, 64, 32, 64),
+            (3, 40, 64, 16, 16),
+            (6, 40, 16, 16, 64),
+            (5, 40, 16, 16, 16),
+            (4, 20, 64, 64, 64),
+            (3, 20, 64, 32, 64),
+            (7, 20, 64, 16, 16),
+            (16, 20, 16, 16, 64),
+            (8, 10, 64, 32, 64),
+            (8, 10, 64, 16, 16),
+            (8, 10, 16, 16, 64),
+        ] {
+            for (per_chan, short) in [(false, true), (true, true), (true, false)] {
+                check(&mut run, (h, w, cin, cout), [0, ops_ - cout], per_chan, short, seed);
+                seed += 1;
+            }
+        }
+    }
+
     /// Every input and padding value `x`, every weight `wv`: each output's accumulator is
     /// 9 · cin · x · wv, up to 9 · 64 · 128 · 128 in magnitude (`cin` = `MAX_CIN`), the largest
     /// the kernels can see. Biases −acc + k with unit multipliers give outputs zp + k: any error
     /// shows.
-    pub(in crate::nn) fn assert_extreme_accumulators_exact(
-        mut run: impl FnMut(
-            &[u8],
-            &View,
-            &mut [u8],
-            &View,
-            &ConvGeom,
-            &[u8],
-            &[u8],
-            Pad<'_>,
-            i8,
-        ) -> Result<(), NnError>,
-    ) {
+    pub(in crate::nn) fn assert_extreme_accumulators_exact(mut run: impl Run) {
         let (h, w, cin, cout) = (3, 5, super::MAX_CIN, 7);
         let iv = View { h, w, c: cin, pixel_stride: cin, off: 0 };
         let ov = View { h, w, c: cout, pixel_stride: cout, off: 0 };
@@ -630,27 +635,7 @@ mod tests {
 
     #[test]
     fn matches_generic_on_model_shapes() {
-        // The model's shapes at reduced heights (full widths, both parities of the height),
-        // one writing a 16-channel slice of a 64-channel concat tensor.
-        let mut seed = 1;
-        for &(h, w, cin, cout, ops_) in &[
-            (5, 40, 64, 64, 64),
-            (4, 40, 64, 32, 32),
-            (3, 40, 64, 16, 16),
-            (6, 40, 16, 16, 16),
-            (5, 40, 16, 16, 64),
-            (4, 20, 64, 64, 64),
-            (3, 20, 64, 32, 32),
-            (16, 20, 16, 16, 16),
-            (8, 10, 64, 32, 32),
-            (8, 10, 64, 16, 16),
-            (8, 10, 16, 16, 16),
-        ] {
-            for per_chan in [false, true] {
-                check(h, w, cin, cout, [0, ops_ - cout], per_chan, seed);
-                seed += 1;
-            }
-        }
+        shared_tests::check_model_shapes(run);
     }
 
     #[test]
